@@ -12,7 +12,7 @@ __all__ = ['FEATURE_TYPES', 'ROLES', 'CODED_TYPES', 'MASKABLE_TYPES', 'SHOWN_ROL
            'serialize_values', 'serialize', 'open_registry', 'summarize', 'format_summary', 'cli_registry_check',
            'cli_registry_dictionary']
 
-# %% ../nbs/01_registry.ipynb #75a49a06
+# %% ../nbs/01_registry.ipynb #538290d0
 import dataclasses
 import re
 from collections import Counter
@@ -26,7 +26,7 @@ import yaml
 
 from .core import CreasonError, DataError, write_parquet
 
-# %% ../nbs/01_registry.ipynb #aa34a52b
+# %% ../nbs/01_registry.ipynb #f1912b54
 FEATURE_TYPES = ("numeric", "categorical", "binary", "ordinal", "datetime", "text", "identifier")
 ROLES = ("feature", "context", "outcome", "identifier", "time")
 CODED_TYPES = ("categorical", "binary", "ordinal")
@@ -73,7 +73,7 @@ class Feature:
 
 _FEATURE_FIELDS = [f.name for f in dataclasses.fields(Feature)]
 
-# %% ../nbs/01_registry.ipynb #1fd82fd3
+# %% ../nbs/01_registry.ipynb #57804eb5
 @dataclass
 class Dictionary:
     "The data dictionary of a registry: features in order, plus registry-level settings."
@@ -124,7 +124,7 @@ class Dictionary:
         if path is not None: Path(path).write_text(text, encoding="utf-8")
         return text
 
-# %% ../nbs/01_registry.ipynb #f3ed72aa
+# %% ../nbs/01_registry.ipynb #8327f8af
 def _dict_error(source, problem, feature=None, hint=None):
     where = f"feature '{feature}'" if feature else None
     return DataError(problem, file=source, column=None, hint=hint) if not where else \
@@ -203,7 +203,7 @@ def dictionary_from_mapping(doc: Mapping, source=None) -> Dictionary:
                       description=doc.get("description"), sections=list(doc.get("sections") or []),
                       translations=translations, drop=drop, source=Path(source) if source else None)
 
-# %% ../nbs/01_registry.ipynb #6558f5ec
+# %% ../nbs/01_registry.ipynb #ea8330cd
 def _split_list(cell) -> list:
     if cell is None or (isinstance(cell, float) and np.isnan(cell)) or str(cell).strip() == "": return []
     return [p.strip() for p in re.split(r"[;\n]", str(cell)) if p.strip()]
@@ -259,7 +259,7 @@ def load_translations(path) -> dict:
     if table.shape[1] != 2: raise DataError(f"a translation sheet has exactly two columns (source, English), found {table.shape[1]}", file=path)
     return {str(a): str(b) for a, b in table.itertuples(index=False) if a is not None and b is not None}
 
-# %% ../nbs/01_registry.ipynb #4f102d18
+# %% ../nbs/01_registry.ipynb #8a9f17da
 NA_STRINGS = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NULL", "null", "None", "none", ".", "-", "#N/A"]
 
 def read_table(path, sheet: str | int = 0) -> pd.DataFrame:
@@ -286,7 +286,7 @@ def read_table(path, sheet: str | int = 0) -> pd.DataFrame:
     df.columns = [str(c).strip() for c in df.columns]
     return df
 
-# %% ../nbs/01_registry.ipynb #d84f403a
+# %% ../nbs/01_registry.ipynb #7fac2aa4
 class RegistryError(CreasonError):
     "A registry failed validation; `problems` lists each `DataError`."
     def __init__(self, source, problems: list, omitted: int = 0):
@@ -316,7 +316,7 @@ class LoadReport:
                 "dropped_rows": self.dropped_rows, "dropped_columns": self.dropped_columns,
                 "dropped_features": self.dropped_features, "cleared_values": self.cleared_values}
 
-# %% ../nbs/01_registry.ipynb #8b49d501
+# %% ../nbs/01_registry.ipynb #a4cbc4e2
 def _canon(v) -> str:
     "One spelling per code: 1, 1.0 and '1' all read '1'; True reads '1'."
     if isinstance(v, (bool, np.bool_)): return str(int(v))
@@ -368,22 +368,23 @@ def _convert_column(raw: pd.Series, f: Feature, translations: dict, check: _Chec
             values = values.mask(out)
         return values.mask(bad)
     if f.type in CODED_TYPES:
-        codes = dict(f.codes) if f.codes else None
-        text = raw.map(lambda v: translations.get(str(v).strip(), str(v).strip()) if pd.notna(v) else None)
-        if codes is None:  # uncoded categorical: the labels are the values themselves
-            labels = text
+        clean = lambda v: translations.get(str(v).strip(), str(v).strip())
+        if f.codes is None:  # uncoded categorical: the labels are the values themselves
+            labels = _map_distinct(raw, clean)
             categories = sorted(labels.dropna().unique().tolist())
         else:
-            lookup = {_canon(c): lab for c, lab in codes.items()}
-            lookup.update({lab: lab for lab in codes.values()})
+            lookup = {_canon(c): lab for c, lab in f.codes.items()}
+            lookup.update({lab: lab for lab in f.codes.values()})
             if f.type == "binary":
                 for word, code in _BINARY_WORDS.items():
                     if code in lookup and word not in lookup: lookup[word] = lookup[code]
-            canon = text.map(lambda v: None if v is None else (v if v in lookup else _canon(v).lower() if _canon(v).lower() in lookup else _canon(v)))
-            labels = canon.map(lambda v: None if v is None else lookup.get(v))
+            def label_of(v):
+                v = clean(v)
+                return lookup.get(v, lookup.get(_canon(v), lookup.get(_canon(v).lower())))
+            labels = _map_distinct(raw, label_of)
             bad = present & labels.isna()
-            _flag(check, f, bad, raw, "unknown code", hint=f"known codes: {', '.join(f'{c}={l}' for c, l in codes.items())}")
-            categories = list(codes.values())
+            _flag(check, f, bad, raw, "unknown code", hint=f"known codes: {', '.join(f'{c}={l}' for c, l in f.codes.items())}")
+            categories = list(f.codes.values())
         return pd.Series(pd.Categorical(labels, categories=categories, ordered=f.type == "ordinal"), index=raw.index)
     if f.type == "datetime":
         if pd.api.types.is_datetime64_any_dtype(raw): return raw
@@ -392,7 +393,16 @@ def _convert_column(raw: pd.Series, f: Feature, translations: dict, check: _Chec
         _flag(check, f, bad, raw, "not a date/time" + (f" in format {f.format!r}" if f.format else ""))
         return values
     # text and identifiers
-    return raw.map(lambda v: translations.get(str(v).strip(), str(v).strip()) if pd.notna(v) else None).astype("object")
+    return _map_distinct(raw, lambda v: translations.get(str(v).strip(), str(v).strip()))
+
+def _map_distinct(raw: pd.Series, fn) -> pd.Series:
+    "`fn` of each present value (None where missing), computed once per distinct value: columns repeat values."
+    out = pd.Series(None, index=raw.index, dtype="object")
+    present = raw.notna().to_numpy()
+    if present.any():
+        values = raw[present]
+        out[present] = values.map({v: fn(v) for v in pd.unique(values)}).to_numpy(dtype=object)
+    return out
 
 def _flag(check: _Checker, f: Feature, bad: pd.Series, raw: pd.Series, problem: str, hint=None):
     if not bad.any(): return
@@ -403,7 +413,7 @@ def _flag(check: _Checker, f: Feature, bad: pd.Series, raw: pd.Series, problem: 
         entry["count"] += len(rows)
         entry["reasons"][problem] = entry["reasons"].get(problem, 0) + len(rows)
 
-# %% ../nbs/01_registry.ipynb #c7d2bb3f
+# %% ../nbs/01_registry.ipynb #5cb0e733
 @dataclass
 class Registry:
     "A validated registry: typed data, its dictionary and the load report."
@@ -495,7 +505,7 @@ def load_registry(data, dictionary, translations=None, policy: str = "strict", n
     if len(df) == 0: raise DataError("no rows left after dropping", file=source)
     return Registry(data=df, dictionary=d.replace(features=features), report=report, name=name or d.name or Path(source).stem)
 
-# %% ../nbs/01_registry.ipynb #57c860a0
+# %% ../nbs/01_registry.ipynb #16e35af0
 def infer_precision(values: pd.Series, max_decimals: int = MAX_INFERRED_PRECISION) -> int:
     "Fewest decimals (≤ `max_decimals`) that reproduce every observed value."
     v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype="float64")
@@ -508,7 +518,7 @@ def _resolve_precision(f: Feature, values: pd.Series) -> Feature:
     if f.type != "numeric" and f.role != "time": return f
     return f if f.precision is not None else dataclasses.replace(f, precision=infer_precision(values))
 
-# %% ../nbs/01_registry.ipynb #dda4fc81
+# %% ../nbs/01_registry.ipynb #9ddecf60
 MASK = "[MASK]"
 
 def format_number(values, precision: int) -> np.ndarray:
@@ -557,7 +567,7 @@ def serialize(registry: Registry, record_id, target: str | None = None, exclude:
     values = format_values(Registry(rows, registry.dictionary, registry.report, registry.name)).iloc[0].to_dict()
     return serialize_values(values, registry.dictionary, target=target, exclude=exclude)
 
-# %% ../nbs/01_registry.ipynb #cefe16e7
+# %% ../nbs/01_registry.ipynb #91501804
 def open_registry(folder, policy: str = "strict") -> Registry:
     "Load a registry folder written by `Registry.save` (or by `creason synth` / `creason registry export`)."
     folder = Path(folder)
@@ -565,7 +575,7 @@ def open_registry(folder, policy: str = "strict") -> Registry:
         if not (folder / name).is_file(): raise CreasonError(f"{folder / name}: not found (a registry folder holds registry.parquet and dictionary.yaml)")
     return load_registry(folder / "registry.parquet", folder / "dictionary.yaml", policy=policy, name=folder.name)
 
-# %% ../nbs/01_registry.ipynb #a2ddde6b
+# %% ../nbs/01_registry.ipynb #5d145952
 def summarize(registry: Registry) -> dict:
     "Counts describing a loaded registry and what loading dropped, as plain data."
     d, df = registry.dictionary, registry.data
@@ -596,7 +606,7 @@ def format_summary(s: dict) -> str:
         lines.append(f"  cleared {c['count']} value(s) in {col}: " + "; ".join(f"{k} ({n})" for k, n in c["reasons"].items()))
     return "\n".join(lines)
 
-# %% ../nbs/01_registry.ipynb #fc0f7c75
+# %% ../nbs/01_registry.ipynb #5c31e84b
 def cli_registry_check(parser):
     "Arguments of `creason registry check`."
     parser.add_argument("--data", required=True, help="data file: .csv, .tsv, .parquet or .xlsx")
