@@ -9,7 +9,7 @@ __all__ = ['MANIFEST_LIBRARIES', 'CreasonError', 'DataError', 'Settings', 'find_
            'resolve_device', 'derive_seed', 'rng_for', 'to_json', 'write_json', 'read_json', 'write_parquet',
            'hash_file', 'hash_frame', 'library_versions', 'code_version', 'run_manifest']
 
-# %% ../nbs/00_core.ipynb #15127bf8
+# %% ../nbs/00_core.ipynb #431ecd62
 import configparser
 import hashlib
 import json
@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-# %% ../nbs/00_core.ipynb #5edb392b
+# %% ../nbs/00_core.ipynb #03d63c0f
 class CreasonError(Exception):
     "A problem with the user's input or environment: the CLI prints it and exits with code 2."
 
@@ -49,7 +49,7 @@ class DataError(CreasonError):
         msg = (", ".join(where) + ": " if where else "") + self.problem
         return msg + (f" ({self.hint})" if self.hint else "")
 
-# %% ../nbs/00_core.ipynb #30645dc7
+# %% ../nbs/00_core.ipynb #7bb73057
 @dataclass(frozen=True)
 class Settings:
     "The compendium's site settings, resolved to absolute paths."
@@ -64,12 +64,13 @@ class Settings:
 _DEFAULTS = dict(data_root="data", model_cache=".cache/models", reports_root="reports",
                  device="auto", offline="true", telemetry="false")
 
+def _settings_folder(start: Path) -> Path | None:
+    return next((d for d in [start, *start.parents] if (d / "settings.ini").is_file()), None)
+
 def find_root(start: Path | None = None) -> Path:
-    "The nearest folder at or above `start` holding settings.ini, else `start` itself."
+    "The folder holding settings.ini: at or above `start` (default: the working directory), else the creason checkout, else `start`."
     start = Path(start or Path.cwd()).resolve()
-    for d in [start, *start.parents]:
-        if (d / "settings.ini").is_file(): return d
-    return start
+    return _settings_folder(start) or _settings_folder(Path(__file__).resolve().parent) or start
 
 def _as_bool(key: str, value: str) -> bool:
     v = str(value).strip().lower()
@@ -94,7 +95,7 @@ def load_settings(root: Path | None = None, env: dict | None = None) -> Settings
                     reports_root=path_of("reports_root"), device=values["device"].strip(),
                     offline=_as_bool("offline", values["offline"]), telemetry=_as_bool("telemetry", values["telemetry"]))
 
-# %% ../nbs/00_core.ipynb #5ea4cb45
+# %% ../nbs/00_core.ipynb #a0f16af4
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 _NO_TELEMETRY_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
                      "WANDB_DISABLED": "true", "MLFLOW_TRACKING_URI": "", "DISABLE_MLFLOW_INTEGRATION": "TRUE",
@@ -110,7 +111,7 @@ def apply_privacy_policy(settings: Settings | None = None, env: dict | None = No
 
 apply_privacy_policy()
 
-# %% ../nbs/00_core.ipynb #9e1ec590
+# %% ../nbs/00_core.ipynb #83cdd640
 def resolve_device(device: str | None = None) -> str:
     "The torch device to use: 'auto' (settings default) means the first CUDA device if any, else CPU."
     device = (device or load_settings().device).strip()
@@ -118,7 +119,7 @@ def resolve_device(device: str | None = None) -> str:
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
 
-# %% ../nbs/00_core.ipynb #dae52795
+# %% ../nbs/00_core.ipynb #9f78d247
 def derive_seed(seed: int, *keys) -> int:
     "A 64-bit seed from `seed` and `keys`, stable across processes, platforms and Python versions."
     text = "\x1f".join([str(int(seed)), *map(str, keys)])
@@ -128,7 +129,7 @@ def rng_for(seed: int, *keys) -> np.random.Generator:
     "A numpy Generator for the thing identified by `keys` under run seed `seed`."
     return np.random.default_rng(derive_seed(seed, *keys))
 
-# %% ../nbs/00_core.ipynb #dbe3081f
+# %% ../nbs/00_core.ipynb #95eed141
 def _json_default(o):
     if isinstance(o, (np.integer,)): return int(o)
     if isinstance(o, (np.floating,)): return None if np.isnan(o) else float(o)
@@ -174,7 +175,7 @@ def hash_frame(df: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #842ca73c
+# %% ../nbs/00_core.ipynb #10decfcd
 MANIFEST_LIBRARIES = ("creason", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy",
                       "pandas", "scikit-learn", "scipy", "pyarrow", "papermill", "nbdev", "vllm", "unsloth")
 

@@ -142,6 +142,11 @@ def test_consultations_from_registry_and_requests(tmp_path, cli):
     r = cli("consult", "--requests", tmp_path / "requests.csv", "--out", tmp_path / "req")
     assert r.returncode == 0, r.stderr
     assert pd.read_parquet(tmp_path / "req" / "consultations.parquet")["prompt"].iloc[0][1]["content"].startswith("[Patient summary]\n80 y, CKD")
+    r = cli("consult", "--registry", tmp_path / "reg", "--out", tmp_path / "answered", "--cases", "2", "--model", "tiny",
+            "--max-new-tokens", "8", "--run-name", "tiny")
+    assert r.returncode == 0, r.stderr
+    answers = pd.read_parquet(tmp_path / "answered" / "runs" / "tiny" / "predictions.parquet")
+    assert len(answers) == 2 and answers["completion"].map(len).gt(0).all()
     (tmp_path / "layout.yaml").write_text("parts:\n  - {title: Cultures, sections: [Cultures]}\n", encoding="utf-8")
     r = cli("consult", "--registry", tmp_path / "reg", "--out", tmp_path / "x", "--layout", tmp_path / "layout.yaml")
     assert r.returncode == 2 and "section 'Cultures'" in r.stderr
