@@ -10,30 +10,29 @@ __all__ = ['PARAM_SECTIONS', 'REGISTRY_KINDS', 'STAGES', 'KERNEL', 'REGISTRY_FIE
            'execute_stage', 'render_html', 'run_params', 'write_run_manifest', 'resolve_input', 'registry_inputs',
            'check_inputs', 'materialize_registry', 'run_order', 'write_generalization', 'cli_run']
 
-# %% ../nbs/10_run.ipynb #1b665632
+# %% ../nbs/10_run.ipynb #16c605cb
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .core import CreasonError, DataError, find_root, load_settings, read_json, read_yaml, run_manifest, to_json, write_json
 
-# %% ../nbs/10_run.ipynb #946bb3a9
+# %% ../nbs/10_run.ipynb #44e392cb
 PARAM_SECTIONS = {
     "name": "run name: the folder reports/<name>/",
     "description": "one line for the index page",
     "registry": "exactly one of  synthetic: {patients, seed} | source: NAME (+ inputs: {...}) | data: FILE + dictionary: FILE",
     "questions": "tasks: [denoise, predict] plus QuestionConfig fields (test_patients, train_questions, seed, ...)",
     "model": "the base model: a name (smollm2-135m-instruct, tiny), a local folder or a hub id",
-    "evaluate": "engine, limit, max_new_tokens, batch_size, bootstrap, seed",
+    "evaluate": "creason.evaluate.EvaluateConfig fields: engine, protocol, limit, max_new_tokens, batch_size, resamples, seed, ...",
     "train": "GRPO settings (profile, max_steps, ...); trains on this run's denoising questions",
     "trained_from": "name of another run whose trained model this run evaluates (generalization)",
     "report": "min_count (small-count suppression), show_patient_rows",
@@ -53,7 +52,7 @@ class RunParams:
 
     @property
     def tasks(self) -> list:
-        return list(self.sections.get("questions", {}).get("tasks", ["denoise"]))
+        return list(self.get("questions").get("tasks", ["denoise"]))
 
     def section_hash(self, *names) -> str:
         "Hash of the named sections' content (order-independent within each section)."
@@ -83,7 +82,7 @@ def load_params(path) -> RunParams:
             raise DataError(f"section '{section}' must be a mapping", file=path)
     return RunParams(path=path.resolve(), name=name, sections=doc)
 
-# %% ../nbs/10_run.ipynb #493b6444
+# %% ../nbs/10_run.ipynb #0c64f5b0
 def evaluate_settings(params: RunParams):
     "The run's EvaluateConfig, with the model and questions left for the stage to fill in."
     from creason.evaluate import EvaluateConfig
@@ -95,7 +94,7 @@ def evaluate_settings(params: RunParams):
     if report_min is not None: section.setdefault("min_cell", int(report_min))  # one suppression threshold for the run's tables
     return EvaluateConfig(model=str(params.get("model") or ""), questions="", **section)
 
-# %% ../nbs/10_run.ipynb #2cdcd54d
+# %% ../nbs/10_run.ipynb #9c5a2176
 @dataclass(frozen=True)
 class Stage:
     "One notebook execution of a run."
@@ -126,7 +125,7 @@ def pipeline_dir() -> Path:
     if not folder.is_dir(): raise CreasonError(f"{folder}: stage notebooks not found (creason run works from a creason checkout)")
     return folder
 
-# %% ../nbs/10_run.ipynb #c3bc428a
+# %% ../nbs/10_run.ipynb #94b1114a
 def run_dir(params: RunParams, reports_root=None) -> Path:
     "reports/<name>/ (reports_root from settings.ini unless given)."
     return Path(reports_root or load_settings().reports_root) / params.name
@@ -147,7 +146,7 @@ def trained_model_of(run_name: str, reports_root=None) -> Path:
                            f"(e.g. creason run params/{run_name}.yaml), or list it before this one")
     return model
 
-# %% ../nbs/10_run.ipynb #8e635874
+# %% ../nbs/10_run.ipynb #71d6a2c4
 KERNEL = "python3"
 
 def failing_cell(executed: Path) -> str:
@@ -170,7 +169,7 @@ def execute_stage(stage: Stage, params: RunParams, out_dir: Path, extra: dict) -
     command = [sys.executable, "-m", "papermill", str(source), str(executed), "-k", KERNEL, "--cwd", str(out_dir),
                "-y", yaml.safe_dump(parameters)]
     start = time.perf_counter()
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         where = failing_cell(executed) if executed.is_file() else result.stderr.strip().splitlines()[-1:] or ["papermill failed"]
@@ -188,7 +187,7 @@ def render_html(executed: Path) -> Path:
     html.write_text(body, encoding="utf-8")
     return html
 
-# %% ../nbs/10_run.ipynb #936f220c
+# %% ../nbs/10_run.ipynb #40357cb4
 def run_params(path, force: bool = False, reports_root=None, progress: bool = True) -> Path:
     "Execute every stage of one params file into reports/<name>/; return the run folder."
     from tqdm.auto import tqdm
@@ -212,7 +211,7 @@ def run_params(path, force: bool = False, reports_root=None, progress: bool = Tr
         fingerprint = _fingerprint(stage, params, done, external)
         if done.get(stage.name, {}).get("fingerprint") == fingerprint and (out / f"{stage.name}.ipynb").is_file():
             reused.append(stage.name); timings[stage.name] = done[stage.name]["seconds"]; continue
-        seconds = execute_stage(stage, params, out, extra if stage.name in ("evaluate_trained", "report") else {})
+        seconds = execute_stage(stage, params, out, extra if stage.name == "evaluate_trained" else {})
         render_html(out / f"{stage.name}.ipynb")
         done[stage.name] = {"fingerprint": fingerprint, "seconds": round(seconds, 1)}
         timings[stage.name] = round(seconds, 1)
@@ -239,8 +238,8 @@ def _model_id(name):
     try: return model_id(name)
     except CreasonError: return str(name)
 
-# %% ../nbs/10_run.ipynb #ed32ecdd
-REGISTRY_FIELDS = {"synthetic": {"patients", "seed"}, "source": {"inputs"},
+# %% ../nbs/10_run.ipynb #f8e67194
+REGISTRY_FIELDS = {"synthetic": set(), "source": {"inputs"},  # fields beside the kind's own key
                    "data": {"dictionary", "translations", "policy"}}
 
 def resolve_input(value, settings=None) -> Path:
@@ -281,7 +280,7 @@ def materialize_registry(params: RunParams, folder) -> Path:
     if "dictionary" not in files: raise DataError("registry.data needs a 'dictionary' file beside it", file=params.path)
     return export_source("private", folder, policy=spec.get("policy", "strict"), **files)
 
-# %% ../nbs/10_run.ipynb #a07c60ed
+# %% ../nbs/10_run.ipynb #83c8f2ce
 def run_order(paths: list) -> list:
     "Params files ordered so that a `trained_from` run comes first when it is among them."
     loaded = [load_params(p) for p in paths]
