@@ -471,8 +471,8 @@ def load_registry(data, dictionary, translations=None, policy: str = "strict", n
 
     features = [f for f in d.features if f.key not in absent]
     typed = {}
+    # Value problems are raised together with the id problems below, so one message lists both.
     for f in features: typed[f.key] = _convert_column(raw[f.key], f, d.translations, check)
-    check.raise_if_any()
     df = pd.DataFrame(typed, index=raw.index)
     df[d.id_column] = ids
 
