@@ -1,4 +1,4 @@
-"""A structural causal model of an adult nationwide sepsis registry: 68 features in 9 sections, calibrated to published Korean figures, with realistic missingness and its causal ground truth written beside the data.
+"""A structural causal model of an adult nationwide sepsis registry: 73 features in 9 sections driven by latent organ dysfunction, calibrated to published Korean figures, with care-process missingness and its causal ground truth written beside the data.
 
 Docs: https://creason.github.io/creason/synthetic.html.md"""
 
@@ -7,13 +7,15 @@ Docs: https://creason.github.io/creason/synthetic.html.md"""
 # %% auto #0
 __all__ = ['SECTIONS', 'NO_YES', 'SOFA_POINTS', 'FRAILTY', 'REGIONS', 'HOSPITAL_TYPES', 'ACQUISITION', 'SOURCES', 'PATHOGENS',
            'RESISTANCE', 'ANTIBIOTICS', 'HOSPITALS', 'HOSPITAL_IDS', 'FIRST_YEAR', 'LAST_YEAR', 'FEATURES', 'SPEC',
-           'MODEL', 'CHARLSON_WEIGHTS', 'IDENTIFIED', 'ORGANISMS', 'HOSPITAL_FLORA', 'IMMUNOSUPPRESSED_FLORA',
-           'SELECTED_BY_ANTIBIOTICS', 'BACTEREMIA', 'RESISTANCE_BASE', 'ANTIBIOTIC_CHOICE', 'COVERAGE', 'VIRULENCE',
-           'SOURCE_HYPOTENSION', 'CRP_BY_PATHOGEN', 'GRAM_NEGATIVE', 'SOFA_COMPONENTS', 'SEPSIS3_MIN_SOFA',
-           'MIN_PATIENTS', 'PUBLISHED', 'Equation', 'equation', 'Parents', 'coverage_group', 'simulate', 'truth',
+           'MODEL', 'LATENTS', 'CHARLSON_WEIGHTS', 'ORGANISMS', 'HOSPITAL_FLORA', 'IMMUNOSUPPRESSED_FLORA',
+           'SELECTED_BY_ANTIBIOTICS', 'VIRULENCE', 'SOURCE_SEVERITY', 'GRAM_NEGATIVE', 'BACTEREMIA',
+           'BACTEREMIC_ORGANISM', 'IDENTIFIED', 'RESISTANCE_BASE', 'ANTIBIOTIC_CHOICE', 'COVERAGE', 'GUIDELINE',
+           'ORGAN_NOISE', 'VASOPRESSOR_THRESHOLD', 'SOFA_COMPONENTS', 'SEPSIS3_MIN_SOFA', 'MIN_PATIENTS', 'PUBLISHED',
+           'NODE_GROUPS', 'Equation', 'equation', 'latent', 'Parents', 'coverage_group', 'simulate', 'truth',
            'synthetic_dictionary', 'generate', 'write_synthetic', 'marginals', 'plot_causal_graph', 'cli_synth']
 
-# %% ../nbs/02_synthetic.ipynb #d43c36d0
+# %% ../nbs/02_synthetic.ipynb #62548fee
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ import pandas as pd
 from .core import CreasonError, rng_for, write_json
 from .registry import Registry, dictionary_from_mapping, load_dictionary, load_registry
 
-# %% ../nbs/02_synthetic.ipynb #48c12a93
+# %% ../nbs/02_synthetic.ipynb #4918b314
 SECTIONS = ("Hospital and baseline", "Demographics", "Comorbidities", "Infection", "Microbiology",
             "Severity", "Vitals and labs", "Bundle treatment", "Outcomes")
 NO_YES = ("No", "Yes")
@@ -41,7 +43,7 @@ SOURCES = ("Respiratory", "Urinary tract", "Intra-abdominal", "Skin and soft tis
 PATHOGENS = ("None identified", "Escherichia coli", "Klebsiella pneumoniae", "Other Enterobacterales",
              "Pseudomonas aeruginosa", "Acinetobacter baumannii", "Staphylococcus aureus", "Streptococcus pneumoniae",
              "Enterococcus species", "Other gram-positive", "Candida species")
-RESISTANCE = ("Susceptible", "MRSA", "VRE", "ESBL-producing", "Carbapenem-resistant Enterobacterales",
+RESISTANCE = ("No resistant organism", "MRSA", "VRE", "ESBL-producing", "Carbapenem-resistant Enterobacterales",
               "Carbapenem-resistant A. baumannii", "Multidrug-resistant P. aeruginosa")
 ANTIBIOTICS = ("Third-generation cephalosporin", "Beta-lactam/beta-lactamase inhibitor", "Carbapenem",
                "Fluoroquinolone", "Glycopeptide plus anti-pseudomonal beta-lactam")
@@ -60,7 +62,7 @@ HOSPITALS = (
 HOSPITAL_IDS = tuple(f"H{i + 1:02d}" for i in range(len(HOSPITALS)))
 FIRST_YEAR, LAST_YEAR = 2019, 2024
 
-# %% ../nbs/02_synthetic.ipynb #dc9c1de9
+# %% ../nbs/02_synthetic.ipynb #a6714fca
 def _numeric(key, name, section, unit, precision, lo, hi, description=None, role="feature") -> dict:
     "A numeric feature: unit, display precision and valid range."
     return dict(key=key, name=name, section=section, type="numeric", unit=unit, precision=precision, min=lo, max=hi,
@@ -110,17 +112,16 @@ FEATURES = (
     _binary("prior_antibiotics", "Antibiotics in the previous 90 days", _I),
     _coded("acquisition", "Acquisition", _I, ACQUISITION),
     _coded("infection_source", "Source of infection", _I, SOURCES),
-    _binary("cultures_obtained", "Cultures obtained", _M),
-    _coded("pathogen", "Causative pathogen", _M, PATHOGENS, description="missing when no culture was obtained"),
-    _binary("culture_negative", "Culture-negative", _M, "missing when no culture was obtained"),
-    _binary("bacteremia", "Bacteremia", _M, "positive blood culture; missing when no culture was obtained"),
+    _coded("pathogen", "Causative pathogen", _M, PATHOGENS, description="identified by any culture; every enrolled patient was cultured"),
+    _binary("culture_negative", "Culture-negative", _M, "no pathogen identified"),
+    _binary("bacteremia", "Bacteremia", _M, "positive blood culture"),
     _coded("resistance", "Resistance phenotype", _M, RESISTANCE,
-           description="of the identified bacterium; missing when no pathogen was identified or it was a fungus"),
-    _binary("mdr", "Multidrug-resistant organism", _M, "missing when resistance is missing"),
+           description="of the identified bacterium; no resistant organism when it was susceptible or none was identified"),
+    _binary("mdr", "Multidrug-resistant organism", _M, "a resistant organism was identified"),
     _sofa("sofa_respiration", "respiration", "PaO2/FiO2 and mechanical ventilation"),
     _sofa("sofa_coagulation", "coagulation", "platelets"),
     _sofa("sofa_liver", "liver", "bilirubin"),
-    _sofa("sofa_cardiovascular", "cardiovascular", "MAP, vasopressor use and norepinephrine dose (dopamine and dobutamine are not recorded, so 2 points do not occur)"),
+    _sofa("sofa_cardiovascular", "cardiovascular", "MAP and the norepinephrine dose (dopamine and dobutamine are not recorded, so 2 points do not occur)"),
     _sofa("sofa_cns", "central nervous system", "GCS"),
     _sofa("sofa_renal", "renal", "creatinine (urine output is not recorded)"),
     _numeric("sofa_total", "SOFA total score", _S, None, 0, 0, 24, "sum of the six SOFA components"),
@@ -133,31 +134,38 @@ FEATURES = (
     _numeric("map", "Mean arterial pressure", _V, "mmHg", 0, 25, 150, "lowest in the first 24 h"),
     _numeric("gcs", "Glasgow Coma Scale", _V, None, 0, 3, 15, "lowest in the first 24 h"),
     _numeric("lactate", "Lactate", _V, "mmol/L", 1, 0.3, 20,
-             "highest in the first 24 h; always measured on vasopressors, less often in milder patients"),
+             "highest in the first 24 h; always measured when shock is suspected, less often in milder patients"),
     _numeric("wbc", "White blood cell count", _V, "10^3/uL", 1, 0.1, 80),
     _numeric("crp", "C-reactive protein", _V, "mg/dL", 1, 0.1, 50, "missing completely at random (about 3%)"),
     _numeric("procalcitonin", "Procalcitonin", _V, "ng/mL", 2, 0.01, 200,
              "measured more often in tertiary hospitals, in later years and in sicker patients"),
     _numeric("creatinine", "Creatinine", _V, "mg/dL", 2, 0.2, 15),
+    _numeric("bun", "Blood urea nitrogen", _V, "mg/dL", 0, 2, 250, "drawn with creatinine; a few results lost at random (about 2%)"),
     _numeric("bilirubin", "Total bilirubin", _V, "mg/dL", 1, 0.1, 40,
              "not measured in some milder patients without an abdominal source"),
+    _numeric("ast", "AST", _V, "U/L", 0, 5, 10000, "measured with the liver panel: less often in milder patients without an abdominal source"),
+    _numeric("albumin", "Albumin", _V, "g/dL", 1, 1.0, 5.5, "measured more often in tertiary hospitals and in sicker patients"),
+    _numeric("inr", "Prothrombin time INR", _V, None, 2, 0.8, 10,
+             "measured more often in sicker patients, with liver disease and with an abdominal source"),
     _numeric("platelets", "Platelets", _V, "10^3/uL", 0, 2, 900),
+    _numeric("glucose", "Glucose", _V, "mg/dL", 0, 20, 1500, "highest in the first 24 h"),
     _numeric("pf_ratio", "PaO2/FiO2 ratio", _V, "mmHg", 0, 30, 600,
-             "arterial blood gas: always when ventilated, otherwise mostly in hypoxic or pneumonia patients"),
+             "arterial blood gas: always when ventilated, otherwise mostly in hypoxaemic or pneumonia patients"),
     _numeric("time_to_antibiotics", "Time to antibiotics", _B, "hours", 1, 0, 48,
              "from sepsis recognition; missing completely at random (about 2%)"),
+    _binary("cultures_before_antibiotics", "Blood cultures before antibiotics", _B),
     _coded("empirical_antibiotic", "Empirical antibiotic class", _B, ANTIBIOTICS),
     _binary("empirical_therapy_appropriate", "Appropriate initial empirical therapy", _B,
-            "active against the identified pathogen; missing when no pathogen was identified"),
+            "active against the identified pathogen; without one, concordant with the guideline for the source and acquisition"),
     _numeric("fluids_6h", "Crystalloids in the first 6 h", _B, "L", 1, 0, 10),
-    _binary("vasopressor", "Vasopressor", _B),
+    _binary("vasopressor", "Vasopressor", _B, "Yes when a norepinephrine dose is recorded"),
     _numeric("norepinephrine_dose", "Maximum norepinephrine dose", _B, "ug/kg/min", 2, 0.01, 3,
              "missing when no vasopressor was given"),
     _binary("corticosteroids", "Corticosteroids", _B),
     _binary("mechanical_ventilation", "Mechanical ventilation", _B),
     _binary("renal_replacement", "Renal replacement therapy", _B),
     _binary("septic_shock", "Septic shock (Sepsis-3)", _O, "vasopressor and lactate > 2 mmol/L", role="outcome"),
-    _binary("icu_admission", "ICU admission", _O, role="outcome"),
+    _binary("icu_admission", "ICU admission", _O, "Yes when an ICU stay is recorded", role="outcome"),
     _numeric("icu_los", "ICU length of stay", _O, "days", 1, 0.1, 180, "missing when not admitted to an ICU", role="outcome"),
     _numeric("hospital_los", "Hospital length of stay", _O, "days", 0, 1, 365, role="outcome"),
     _binary("in_hospital_death", "In-hospital death", _O, role="outcome"),
@@ -165,16 +173,17 @@ FEATURES = (
 )
 SPEC = {f["key"]: f for f in FEATURES}
 
-# %% ../nbs/02_synthetic.ipynb #0fc943ca
+# %% ../nbs/02_synthetic.ipynb #c055f652
 @dataclass(frozen=True)
 class Equation:
     "One structural equation: `target` from `parents` by `fn(parents_view, rng, n)`."
     target: str
     parents: tuple
     fn: Callable
-    kind: str = "causal"  # causal | derived | missing (hides values of `target`; parents drive it)
+    kind: str = "causal"  # causal | latent | derived | missing (hides values of `target`; parents drive it)
 
 MODEL = []  # the equations, in causal order
+LATENTS = {}  # latent state -> what it is (never recorded; a node of the causal graph)
 
 def equation(target: str, *parents: str, kind: str = "causal"):
     "Register the decorated function as the equation of `target` (appended in causal order)."
@@ -182,6 +191,11 @@ def equation(target: str, *parents: str, kind: str = "causal"):
         MODEL.append(Equation(target, parents, fn, kind))
         return fn
     return register
+
+def latent(target: str, description: str, *parents: str):
+    "Register the decorated function as the equation of an unrecorded state."
+    LATENTS[target] = description
+    return equation(target, *parents, kind="latent")
 
 class Parents:
     "Read-only access to an equation's declared parents; reading anything else is a modelling error."
@@ -195,7 +209,7 @@ class Parents:
         names = SPEC[key]["codes"].values()
         return np.isin(self[key], [list(names).index(l) for l in labels])
 
-# %% ../nbs/02_synthetic.ipynb #921ca953
+# %% ../nbs/02_synthetic.ipynb #6344b596
 def _sigmoid(x):
     "The logistic function."
     return 1.0 / (1.0 + np.exp(-x))
@@ -224,7 +238,7 @@ def _log_table(rows: dict) -> np.ndarray:
     "Log of a probability table given as {row label: (p per column)}, rows in insertion order."
     return np.log(np.array(list(rows.values()), dtype="float64"))
 
-# %% ../nbs/02_synthetic.ipynb #d05cfa99
+# %% ../nbs/02_synthetic.ipynb #9e515a7d
 @equation("hospital_id")
 def _hospital_id(p, rng, n):
     share = np.array([h[2] for h in HOSPITALS])
@@ -245,15 +259,12 @@ def _admission_year(p, rng, n):
 @equation("age")
 def _age(p, rng, n):
     younger = rng.random(n) < 0.15  # the younger tail of an adult sepsis cohort
-    return np.where(younger, rng.normal(50, 14, n), rng.normal(71, 10, n))
+    return np.where(younger, rng.normal(50, 14, n), rng.normal(69.5, 10, n))
 
 @equation("sex")
-def _sex(p, rng, n): return _bernoulli(rng, np.full(n, np.log(0.57 / 0.43)))
+def _sex(p, rng, n): return _bernoulli(rng, np.full(n, np.log(0.51 / 0.49)))
 
-@equation("bmi", "age", "sex")
-def _bmi(p, rng, n): return rng.normal(22.8 + 0.4 * p["sex"] - 0.04 * (p["age"] - 70), 3.6, n)
-
-# %% ../nbs/02_synthetic.ipynb #86b60d57
+# %% ../nbs/02_synthetic.ipynb #7dc5b800
 def _condition(target, intercept, per_decade, male=0.0):
     "Register a binary comorbidity with a logistic dependence on age (and sex)."
     parents = ("age", "sex") if male else ("age",)
@@ -263,7 +274,10 @@ def _condition(target, intercept, per_decade, male=0.0):
     return _draw
 
 _condition("myocardial_infarction", -3.2, 0.35, male=0.5)
-_condition("heart_failure", -2.5, 0.45)
+
+@equation("heart_failure", "age", "myocardial_infarction")
+def _heart_failure(p, rng, n): return _bernoulli(rng, -2.7 + 0.45 * (p["age"] - 70) / 10 + 1.5 * p["myocardial_infarction"])
+
 _condition("cerebrovascular_disease", -1.9, 0.45, male=0.2)
 _condition("dementia", -2.6, 0.9)
 _condition("chronic_lung_disease", -2.3, 0.3, male=0.7)
@@ -273,7 +287,9 @@ def _diabetes(p, rng, n):
     level = 0.2 * (p["age"] - 70) / 10
     return _categorical(rng, np.stack([np.zeros(n), -0.95 + level, -1.75 + level], axis=1))
 
-_condition("chronic_kidney_disease", -2.1, 0.3)
+@equation("chronic_kidney_disease", "age", "diabetes")
+def _chronic_kidney_disease(p, rng, n):  # diabetic nephropathy is the commonest cause
+    return _bernoulli(rng, -2.5 + 0.3 * (p["age"] - 70) / 10 + 0.3 * (p["diabetes"] == 1) + 1.4 * (p["diabetes"] == 2))
 
 @equation("liver_disease", "age", "sex")
 def _liver_disease(p, rng, n):
@@ -300,10 +316,10 @@ CHARLSON_WEIGHTS = {"myocardial_infarction": (0, 1), "heart_failure": (0, 1), "c
 def _charlson_index(p, rng, n):
     return sum(np.asarray(w, dtype="float64")[p[k]] for k, w in CHARLSON_WEIGHTS.items())
 
-@equation("clinical_frailty_scale", "age", "dementia", "cerebrovascular_disease", "charlson_index")
+@equation("clinical_frailty_scale", "age", "dementia", "cerebrovascular_disease", "charlson_index", "solid_tumor")
 def _frailty(p, rng, n):
     latent = 3.2 + 0.07 * (p["age"] - 70) + 1.6 * p["dementia"] + 0.8 * p["cerebrovascular_disease"] \
-             + 0.15 * p["charlson_index"] + rng.normal(0, 1.1, n)
+             + 0.15 * p["charlson_index"] + 0.8 * (p["solid_tumor"] == 2) + rng.normal(0, 0.9, n)
     return np.clip(np.rint(latent), 1, 9).astype("int16") - 1  # code position = score - 1
 
 def _frailty_score(p) -> np.ndarray:
@@ -312,9 +328,14 @@ def _frailty_score(p) -> np.ndarray:
 
 @equation("nursing_home", "clinical_frailty_scale", "dementia")
 def _nursing_home(p, rng, n):
-    return _bernoulli(rng, -2.5 + 0.75 * (_frailty_score(p) - 5) + 0.8 * p["dementia"])
+    return _bernoulli(rng, -2.9 + 1.1 * (_frailty_score(p) - 5) + 0.8 * p["dementia"])
 
-# %% ../nbs/02_synthetic.ipynb #58904503
+@equation("bmi", "age", "sex", "diabetes", "chronic_lung_disease", "solid_tumor", "clinical_frailty_scale")
+def _bmi(p, rng, n):
+    return rng.normal(22.6 + 0.4 * p["sex"] - 0.04 * (p["age"] - 70) + 1.6 * (p["diabetes"] > 0) - 1.0 * p["chronic_lung_disease"]
+                      - 1.8 * (p["solid_tumor"] == 2) - 0.6 * (_frailty_score(p) - 4), 3.0, n)
+
+# %% ../nbs/02_synthetic.ipynb #2917b4eb
 @equation("recent_hospitalization", "charlson_index", "clinical_frailty_scale")
 def _recent_hospitalization(p, rng, n):
     return _bernoulli(rng, -1.9 + 0.22 * p["charlson_index"] + 0.15 * (_frailty_score(p) - 4))
@@ -323,28 +344,26 @@ def _recent_hospitalization(p, rng, n):
 def _prior_antibiotics(p, rng, n):
     return _bernoulli(rng, -2.1 + 1.7 * p["recent_hospitalization"] + 0.9 * p["nursing_home"] + 0.5 * p["chronic_lung_disease"])
 
-@equation("acquisition", "recent_hospitalization", "nursing_home", "immunosuppression")
+@equation("acquisition", "recent_hospitalization", "nursing_home", "immunosuppression", "chronic_kidney_disease")
 def _acquisition(p, rng, n):
-    healthcare = -1.4 + 1.9 * p["recent_hospitalization"] + 1.8 * p["nursing_home"] + 0.4 * p["immunosuppression"]
-    hospital = -2.2 + 0.5 * p["recent_hospitalization"] + 0.5 * p["immunosuppression"]
+    recorded_criterion = (p["recent_hospitalization"] == 1) | (p["nursing_home"] == 1)
+    healthcare = -2.4 + 3.8 * recorded_criterion + 0.9 * p["immunosuppression"] + 0.8 * p["chronic_kidney_disease"]
+    hospital = -2.3 + 0.5 * p["immunosuppression"] + 0.4 * recorded_criterion
     return _categorical(rng, np.stack([np.zeros(n), healthcare, hospital], axis=1))
 
 @equation("infection_source", "acquisition", "sex", "chronic_lung_disease", "dementia", "cerebrovascular_disease",
           "liver_disease", "solid_tumor", "hematologic_malignancy")
 def _infection_source(p, rng, n):
     hospital = p.has("acquisition", "Hospital-acquired")
-    logits = np.log(np.array([0.60, 0.14, 0.14, 0.04, 0.03, 0.05]))[None, :].repeat(n, axis=0)
+    logits = np.log(np.array([0.51, 0.165, 0.145, 0.05, 0.03, 0.06]))[None, :].repeat(n, axis=0)
     logits[:, 0] += 0.6 * p["chronic_lung_disease"] + 0.5 * p["dementia"] + 0.3 * p["cerebrovascular_disease"] + 0.25 * p["sex"]
     logits[:, 1] += 0.9 * (1 - p["sex"]) + 0.3 * p["dementia"]
     logits[:, 2] += 0.8 * (p["liver_disease"] > 0) + 0.5 * (p["solid_tumor"] > 0)
     logits[:, 4] += 1.5 * p["hematologic_malignancy"] + 0.4 * (p["solid_tumor"] == 2) + 1.3 * hospital
     return _categorical(rng, logits)
 
-# %% ../nbs/02_synthetic.ipynb #5e2997f2
-IDENTIFIED = {  # P(pathogen identified | cultures obtained), by source
-    "Respiratory": 0.37, "Urinary tract": 0.74, "Intra-abdominal": 0.55, "Skin and soft tissue": 0.45,
-    "Catheter-related bloodstream": 0.85, "Other or unknown": 0.35}
-ORGANISMS = {  # P(organism | identified, source); columns follow PATHOGENS[1:]
+# %% ../nbs/02_synthetic.ipynb #4976a0fe
+ORGANISMS = {  # P(organism | source); columns follow PATHOGENS[1:]
     #                              E.coli  Kleb   OEnt   Pseud  Acin   S.aur  S.pn   Ent    OGP    Cand
     "Respiratory":                  (0.06, 0.16, 0.06, 0.12, 0.06, 0.18, 0.24, 0.02, 0.07, 0.03),
     "Urinary tract":                (0.53, 0.15, 0.08, 0.07, 0.01, 0.03, 0.001, 0.10, 0.02, 0.02),
@@ -357,34 +376,53 @@ ORGANISMS = {  # P(organism | identified, source); columns follow PATHOGENS[1:]
 HOSPITAL_FLORA = np.array([-0.3, 0.2, 0.2, 0.8, 1.3, 0.3, -1.5, 0.6, 0.2, 0.9])
 IMMUNOSUPPRESSED_FLORA = np.array([0, 0.2, 0, 0.6, 0.2, 0, 0, 0.3, 0, 0.8])
 SELECTED_BY_ANTIBIOTICS = np.array([-0.1, 0, 0, 0.3, 0.3, 0, -0.3, 0.3, 0, 0.4])
+VIRULENCE = np.array([0, 0.1, 0.25, 0.1, 0.4, 0.5, 0.35, 0.3, 0.1, -0.1, 0.4])  # severity shift, by PATHOGENS code
+SOURCE_SEVERITY = np.array([0.1, -0.35, 0.25, -0.1, 0.1, 0.0])  # severity shift, by SOURCES code
+GRAM_NEGATIVE = np.isin(np.arange(len(PATHOGENS)), [1, 2, 3, 4, 5])
 
-@equation("cultures_obtained", "hospital_type", "clinical_frailty_scale")
-def _cultures_obtained(p, rng, n):
-    return _bernoulli(rng, 3.4 - 0.8 * p.has("hospital_type", "General") - 0.35 * np.maximum(_frailty_score(p) - 6, 0))
-
-@equation("pathogen", "cultures_obtained", "infection_source", "acquisition", "immunosuppression", "prior_antibiotics")
-def _pathogen(p, rng, n):
-    source = p["infection_source"]
-    identified_logit = np.log([IDENTIFIED[s] / (1 - IDENTIFIED[s]) for s in SOURCES])[source] - 0.5 * p["prior_antibiotics"]
-    identified = _bernoulli(rng, identified_logit) == 1
+@latent("organism", "the causative organism (code position in the pathogen list), identified or not",
+        "infection_source", "acquisition", "immunosuppression", "prior_antibiotics")
+def _organism(p, rng, n):
     exposure = np.where(p.has("acquisition", "Hospital-acquired"), 1.0, np.where(p.has("acquisition", "Healthcare-associated"), 0.5, 0.0))
-    logits = _log_table(ORGANISMS)[source] + exposure[:, None] * HOSPITAL_FLORA \
+    logits = _log_table(ORGANISMS)[p["infection_source"]] + exposure[:, None] * HOSPITAL_FLORA \
              + p["immunosuppression"][:, None] * IMMUNOSUPPRESSED_FLORA + p["prior_antibiotics"][:, None] * SELECTED_BY_ANTIBIOTICS
-    organism = _categorical(rng, logits) + 1
-    return np.where(p["cultures_obtained"] == 0, -1, np.where(identified, organism, 0)).astype("int16")
+    return _categorical(rng, logits) + 1
+
+@latent("infection_severity", "severity of the dysregulated host response (standard units)",
+        "organism", "infection_source", "age", "immunosuppression")
+def _infection_severity(p, rng, n):
+    return VIRULENCE[p["organism"]] + SOURCE_SEVERITY[p["infection_source"]] + 0.12 * (p["age"] - 70) / 10 \
+           + 0.3 * p["immunosuppression"] + rng.standard_normal(n)
+
+@equation("cultures_before_antibiotics", "hospital_id", "admission_year", "acquisition", "infection_severity")
+def _cultures_before_antibiotics(p, rng, n):
+    bundle_delay = np.array([h[3] for h in HOSPITALS])[p["hospital_id"]]  # hospitals slow to treat are slow to culture
+    return _bernoulli(rng, 3.6 - 1.2 * bundle_delay + 0.2 * (p["admission_year"] - FIRST_YEAR)
+                      + 0.3 * p.has("acquisition", "Hospital-acquired") - 0.35 * p["infection_severity"])
+
+BACTEREMIA = {"Respiratory": -2.8, "Urinary tract": -1.5, "Intra-abdominal": -1.9, "Skin and soft tissue": -2.1,
+              "Catheter-related bloodstream": 1.9, "Other or unknown": -0.8}  # log-odds of a positive blood culture
+BACTEREMIC_ORGANISM = np.array([0, 0.2, 0.3, 0, 0, -0.3, 0.5, 0.3, 0, -0.5, 0.3])  # log-odds shift, by PATHOGENS code
+
+@equation("bacteremia", "organism", "infection_source", "infection_severity", "cultures_before_antibiotics")
+def _bacteremia(p, rng, n):
+    source = np.array([BACTEREMIA[s] for s in SOURCES])[p["infection_source"]]
+    return _bernoulli(rng, source + BACTEREMIC_ORGANISM[p["organism"]] + 0.6 * p["infection_severity"]
+                      - 1.0 * (p["cultures_before_antibiotics"] == 0))
+
+IDENTIFIED = {  # P(organism identified by a culture other than blood | cultures before antibiotics), by source
+    "Respiratory": 0.34, "Urinary tract": 0.72, "Intra-abdominal": 0.50, "Skin and soft tissue": 0.42,
+    "Catheter-related bloodstream": 0.6, "Other or unknown": 0.25}
+
+@equation("pathogen", "organism", "bacteremia", "infection_source", "cultures_before_antibiotics", "prior_antibiotics")
+def _pathogen(p, rng, n):
+    found = np.log([IDENTIFIED[s] / (1 - IDENTIFIED[s]) for s in SOURCES])[p["infection_source"]] \
+            - 1.2 * (p["cultures_before_antibiotics"] == 0) - 0.5 * p["prior_antibiotics"]
+    identified = (p["bacteremia"] == 1) | (_bernoulli(rng, found) == 1)
+    return np.where(identified, p["organism"], 0).astype("int16")
 
 @equation("culture_negative", "pathogen", kind="derived")
-def _culture_negative(p, rng, n):
-    return np.where(p["pathogen"] < 0, -1, (p["pathogen"] == 0).astype("int16")).astype("int16")
-
-BACTEREMIA = {"Respiratory": -1.6, "Urinary tract": -0.4, "Intra-abdominal": -0.8, "Skin and soft tissue": -1.0,
-              "Catheter-related bloodstream": 3.0, "Other or unknown": 0.3}  # log-odds of a positive blood culture
-
-@equation("bacteremia", "pathogen", "infection_source")
-def _bacteremia(p, rng, n):
-    organism_shift = np.array([0, 0.2, 0.3, 0, 0, -0.3, 0.5, 0.3, 0, -0.5, 0.3])[np.maximum(p["pathogen"], 0)]
-    positive = _bernoulli(rng, np.array([BACTEREMIA[s] for s in SOURCES])[p["infection_source"]] + organism_shift)
-    return np.where(p["pathogen"] < 0, -1, np.where(p["pathogen"] == 0, 0, positive)).astype("int16")
+def _culture_negative(p, rng, n): return (p["pathogen"] == 0).astype("int16")
 
 RESISTANCE_BASE = {  # log-odds of resistance in a community-acquired infection without risk factors
     "Escherichia coli": -1.4, "Klebsiella pneumoniae": -1.4, "Other Enterobacterales": -2.2,
@@ -393,10 +431,10 @@ RESISTANCE_BASE = {  # log-odds of resistance in a community-acquired infection 
 
 @equation("resistance", "pathogen", "acquisition", "prior_antibiotics", "nursing_home")
 def _resistance(p, rng, n):
-    organism = np.maximum(p["pathogen"], 0)
+    organism = p["pathogen"]
     is_ = lambda name: organism == PATHOGENS.index(name)
     hospital, healthcare = p.has("acquisition", "Hospital-acquired"), p.has("acquisition", "Healthcare-associated")
-    base = np.array([RESISTANCE_BASE.get(o, -np.inf) for o in PATHOGENS])[organism]
+    base = np.array([RESISTANCE_BASE.get(o, -np.inf) for o in PATHOGENS])[organism]  # -inf: no phenotype for this organism
     resistant = _bernoulli(rng, base + 2.4 * hospital + 1.5 * healthcare + 1.1 * p["prior_antibiotics"] + 0.7 * p["nursing_home"]) == 1
     carbapenem_resistant = rng.random(n) < np.where(is_("Klebsiella pneumoniae"), 0.12, 0.04) + 0.15 * hospital
     phenotype = np.select(
@@ -405,31 +443,50 @@ def _resistance(p, rng, n):
         [_code("resistance", "MRSA"), _code("resistance", "VRE"), _code("resistance", "Carbapenem-resistant A. baumannii"),
          _code("resistance", "Multidrug-resistant P. aeruginosa"), _code("resistance", "Carbapenem-resistant Enterobacterales")],
         _code("resistance", "ESBL-producing"))
-    applicable = (p["pathogen"] > 0) & ~is_("Candida species")
-    return np.where(~applicable, -1, np.where(resistant, phenotype, 0)).astype("int16")
+    return np.where(resistant, phenotype, 0).astype("int16")
 
 @equation("mdr", "resistance", kind="derived")
-def _mdr(p, rng, n):
-    return np.where(p["resistance"] < 0, -1, (p["resistance"] > 0).astype("int16")).astype("int16")
+def _mdr(p, rng, n): return (p["resistance"] > 0).astype("int16")
 
-# %% ../nbs/02_synthetic.ipynb #bd9223bb
+# %% ../nbs/02_synthetic.ipynb #9d4486df
+@latent("inflammation", "strength of the inflammatory response (standard units)",
+        "infection_severity", "organism", "bacteremia", "immunosuppression")
+def _inflammation(p, rng, n):  # the constant centres it near zero over candidates, like the other latent states
+    return 0.6 * p["infection_severity"] - 0.45 + 0.4 * GRAM_NEGATIVE[p["organism"]] + 0.5 * p["bacteremia"] \
+           - 0.6 * p["immunosuppression"] + rng.normal(0, 0.5, n)
+
+@equation("temperature", "inflammation", "age")
+def _temperature(p, rng, n):
+    return rng.normal(37.9 + 0.7 * p["inflammation"] - 0.02 * (p["age"] - 70), 0.3, n)
+
+@equation("time_to_antibiotics", "hospital_id", "admission_year", "acquisition", "temperature", "dementia", "infection_severity")
+def _time_to_antibiotics(p, rng, n):
+    median = 1.2 * np.array([h[3] for h in HOSPITALS])[p["hospital_id"]] * np.exp(
+        -0.06 * (p["admission_year"] - FIRST_YEAR) + 0.5 * p.has("acquisition", "Hospital-acquired")
+        + 0.1 * p.has("acquisition", "Healthcare-associated") - 0.3 * np.clip(p["temperature"] - 37.5, -1.5, 1.5)
+        + 0.2 * p["dementia"] - 0.25 * p["infection_severity"])
+    return _lognormal(rng, median, 0.45, n)
+
 ANTIBIOTIC_CHOICE = {  # log-odds shifts of each class (columns follow ANTIBIOTICS) for what the clinician sees
-    "base": (np.log(0.48), np.log(0.25), np.log(0.10), np.log(0.10), np.log(0.07)),
-    "Healthcare-associated": (-0.9, 0.5, 1.6, 0.0, 1.3), "Hospital-acquired": (-2.2, 0.6, 2.6, -0.5, 2.4),
-    "prior_antibiotics": (-0.8, 0.1, 1.4, 0.0, 0.9), "nursing_home": (0.0, 0.5, 1.0, 0.0, 0.8),
-    "immunosuppression": (0.0, 0.3, 0.6, 0.0, 0.0), "Tertiary referral": (0.0, 0.0, 0.2, 0.0, 0.0),
-    "Respiratory": (0.0, 0.0, 0.0, 0.8, 0.0), "Urinary tract": (0.0, 0.0, 0.0, 0.3, 0.0),
-    "Intra-abdominal": (0.0, 0.5, 0.0, -0.5, 0.0), "Skin and soft tissue": (0.0, 0.0, 0.0, 0.0, 1.8),
-    "Catheter-related bloodstream": (0.0, 0.0, 0.0, 0.0, 1.8)}
+    "base": (np.log(0.55), np.log(0.22), np.log(0.045), np.log(0.12), np.log(0.065)),
+    "Healthcare-associated": (-2.0, 1.0, 3.2, 0.0, 2.6), "Hospital-acquired": (-4.5, 1.2, 5.0, -1.0, 4.8),
+    "prior_antibiotics": (-1.6, 0.2, 2.6, 0.0, 1.8), "nursing_home": (0.0, 1.0, 1.9, 0.0, 1.6),
+    "immunosuppression": (0.0, 0.6, 1.2, 0.0, 0.5), "Tertiary referral": (0.0, 0.0, 0.4, 0.0, 0.0),
+    "Respiratory": (0.0, -0.6, 0.0, 1.6, 0.0), "Urinary tract": (0.0, -0.5, 0.0, 0.6, -0.5),
+    "Intra-abdominal": (-0.5, 1.6, 0.0, -1.0, 0.0), "Skin and soft tissue": (0.0, 0.0, 0.0, 0.0, 3.6),
+    "Catheter-related bloodstream": (0.0, 0.0, 0.0, 0.0, 3.6),
+    "severity": (-0.6, 0.0, 1.0, -0.6, 0.6)}  # per unit of infection severity: broader cover in the sicker
 
 COVERAGE = {  # P(active | class, organism group); columns follow ANTIBIOTICS
-    "S. pneumoniae": (0.97, 0.95, 0.95, 0.93, 0.97), "MSSA": (0.85, 0.93, 0.93, 0.70, 0.97),
-    "MRSA": (0.02, 0.02, 0.02, 0.10, 0.96), "Enterococcus": (0.02, 0.75, 0.55, 0.25, 0.95),
-    "VRE": (0.01, 0.03, 0.02, 0.03, 0.05), "Enterobacterales": (0.88, 0.92, 0.98, 0.72, 0.92),
+    "S. pneumoniae": (0.97, 0.95, 0.95, 0.93, 0.97), "MSSA": (0.90, 0.95, 0.95, 0.80, 0.97),
+    "MRSA": (0.02, 0.02, 0.02, 0.10, 0.96), "Enterococcus": (0.02, 0.85, 0.65, 0.25, 0.95),
+    "VRE": (0.01, 0.03, 0.02, 0.03, 0.05), "Enterobacterales": (0.92, 0.95, 0.98, 0.80, 0.95),
     "ESBL": (0.08, 0.65, 0.96, 0.25, 0.65), "CRE": (0.02, 0.04, 0.08, 0.08, 0.04),
-    "P. aeruginosa": (0.03, 0.88, 0.85, 0.65, 0.88), "MDR P. aeruginosa": (0.02, 0.25, 0.30, 0.15, 0.25),
-    "A. baumannii": (0.20, 0.55, 0.80, 0.45, 0.55), "CRAB": (0.02, 0.04, 0.04, 0.05, 0.04),
+    "P. aeruginosa": (0.03, 0.90, 0.88, 0.75, 0.90), "MDR P. aeruginosa": (0.02, 0.25, 0.30, 0.15, 0.25),
+    "A. baumannii": (0.30, 0.65, 0.85, 0.55, 0.65), "CRAB": (0.02, 0.04, 0.04, 0.05, 0.04),
     "Other gram-positive": (0.80, 0.88, 0.88, 0.65, 0.97), "Candida": (0.03, 0.03, 0.03, 0.03, 0.03)}
+GUIDELINE = {  # P(concordant with the guideline | class) without an identified organism; columns follow ANTIBIOTICS
+    "low resistance risk": (0.92, 0.92, 0.90, 0.85, 0.85), "resistance risk": (0.30, 0.75, 0.93, 0.35, 0.90)}
 
 def coverage_group(pathogen: np.ndarray, resistance: np.ndarray) -> np.ndarray:
     "Row index into COVERAGE for each (pathogen, resistance) code pair; -1 where nothing was identified."
@@ -448,162 +505,211 @@ def coverage_group(pathogen: np.ndarray, resistance: np.ndarray) -> np.ndarray:
     return np.where(pathogen > 0, group, -1)
 
 @equation("empirical_antibiotic", "acquisition", "infection_source", "prior_antibiotics", "nursing_home",
-          "immunosuppression", "hospital_type")
+          "immunosuppression", "hospital_type", "infection_severity")
 def _empirical_antibiotic(p, rng, n):
     shift = lambda key: np.asarray(ANTIBIOTIC_CHOICE[key])[None, :]
-    logits = np.repeat(shift("base"), n, axis=0)
+    logits = np.repeat(shift("base"), n, axis=0) + p["infection_severity"][:, None] * shift("severity")
     for label in ("Healthcare-associated", "Hospital-acquired"): logits += p.has("acquisition", label)[:, None] * shift(label)
     for label in SOURCES[:5]: logits += p.has("infection_source", label)[:, None] * shift(label)
     for key in ("prior_antibiotics", "nursing_home", "immunosuppression"): logits += p[key][:, None] * shift(key)
     logits += p.has("hospital_type", "Tertiary referral")[:, None] * shift("Tertiary referral")
     return _categorical(rng, logits)
 
-@equation("empirical_therapy_appropriate", "empirical_antibiotic", "pathogen", "resistance")
+@equation("empirical_therapy_appropriate", "empirical_antibiotic", "pathogen", "resistance", "acquisition", "prior_antibiotics")
 def _appropriate(p, rng, n):
-    group = coverage_group(p["pathogen"], p["resistance"])
-    covered = np.array(list(COVERAGE.values()))[np.maximum(group, 0), p["empirical_antibiotic"]]
-    return np.where(group < 0, -1, (rng.random(n) < covered).astype("int16")).astype("int16")
+    group, drug = coverage_group(p["pathogen"], p["resistance"]), p["empirical_antibiotic"]
+    covered = np.array(list(COVERAGE.values()))[np.maximum(group, 0), drug]
+    at_risk = (~p.has("acquisition", "Community-acquired") | (p["prior_antibiotics"] == 1)).astype(int)
+    concordant = np.array(list(GUIDELINE.values()))[at_risk, drug]
+    return (rng.random(n) < np.where(group < 0, concordant, covered)).astype("int16")
 
-# %% ../nbs/02_synthetic.ipynb #11107bd7
-@equation("temperature", "bacteremia", "age", "immunosuppression")
-def _temperature(p, rng, n):
-    return rng.normal(38.0 + 0.4 * (p["bacteremia"] == 1) - 0.02 * (p["age"] - 70) - 0.3 * p["immunosuppression"], 0.9, n)
+# %% ../nbs/02_synthetic.ipynb #053b102a
+@latent("day1_severity", "severity over the first 24 h: the infection's severity plus the progression that "
+        "inappropriate or delayed antibiotics allowed", "infection_severity", "empirical_therapy_appropriate", "time_to_antibiotics")
+def _day1_severity(p, rng, n):
+    # the constant centres it near zero over candidates, like the other latent states
+    return p["infection_severity"] - 0.45 + 0.5 * (p["empirical_therapy_appropriate"] == 0) \
+           + 0.05 * np.minimum(p["time_to_antibiotics"], 12) + rng.normal(0, 0.3, n)
 
-@equation("time_to_antibiotics", "hospital_id", "admission_year", "acquisition", "temperature", "dementia")
-def _time_to_antibiotics(p, rng, n):
-    median = np.array([h[3] for h in HOSPITALS])[p["hospital_id"]] * np.exp(
-        -0.06 * (p["admission_year"] - FIRST_YEAR) + 0.5 * p.has("acquisition", "Hospital-acquired")
-        + 0.1 * p.has("acquisition", "Healthcare-associated") - 0.25 * np.clip(p["temperature"] - 37.5, -1.5, 1.5)
-        + 0.2 * p["dementia"])
-    return _lognormal(rng, median, 0.75, n)
+ORGAN_NOISE = 0.35  # organ-specific spread of every organ state around what drives it (standard units)
 
-VIRULENCE = np.array([0, 3, 3, 2, 5, 6, 4, 3, 1, 0, 5])  # mmHg lower MAP, by PATHOGENS code
-SOURCE_HYPOTENSION = np.array([1, 2, 3, 0, 2, 1])  # mmHg lower MAP, by SOURCES code
+@latent("circulatory_failure", "depth of circulatory failure (standard units)",
+        "day1_severity", "heart_failure", "age", "infection_source")
+def _circulatory_failure(p, rng, n):
+    return 0.75 * p["day1_severity"] + 0.25 * p["heart_failure"] + 0.1 * (p["age"] - 70) / 10 \
+           + 0.25 * p.has("infection_source", "Intra-abdominal") + rng.normal(0, ORGAN_NOISE, n)
 
-@equation("map", "bacteremia", "pathogen", "infection_source", "empirical_therapy_appropriate", "time_to_antibiotics",
-          "heart_failure", "age")
-def _map(p, rng, n):
-    delay = np.minimum(p["time_to_antibiotics"], 12)
-    mean = 77 - 7 * (p["bacteremia"] == 1) - VIRULENCE[np.maximum(p["pathogen"], 0)] - SOURCE_HYPOTENSION[p["infection_source"]] \
-           - 5 * (p["empirical_therapy_appropriate"] == 0) - 0.8 * delay - 3 * p["heart_failure"] - 0.08 * (p["age"] - 70)
-    return rng.normal(mean, 12, n)
+@latent("respiratory_failure", "depth of respiratory failure (standard units)",
+        "day1_severity", "infection_source", "chronic_lung_disease", "heart_failure")
+def _respiratory_failure(p, rng, n):
+    return 0.55 * p["day1_severity"] + 1.1 * p.has("infection_source", "Respiratory") + 0.8 * p["chronic_lung_disease"] \
+           + 0.3 * p["heart_failure"] + rng.normal(0, ORGAN_NOISE, n)
+
+@latent("kidney_injury", "acute kidney injury (standard units)",
+        "day1_severity", "circulatory_failure", "infection_source", "diabetes", "chronic_kidney_disease", "age")
+def _kidney_injury(p, rng, n):
+    return 0.5 * p["day1_severity"] + 0.35 * p["circulatory_failure"] + 0.25 * p.has("infection_source", "Urinary tract") \
+           + 0.2 * (p["diabetes"] > 0) + 0.3 * p["chronic_kidney_disease"] + 0.1 * (p["age"] - 70) / 10 + rng.normal(0, ORGAN_NOISE, n)
+
+@latent("liver_injury", "acute liver injury (standard units)",
+        "day1_severity", "circulatory_failure", "infection_source", "liver_disease")
+def _liver_injury(p, rng, n):
+    return 0.4 * p["day1_severity"] + 0.3 * p["circulatory_failure"] + 0.8 * p.has("infection_source", "Intra-abdominal") \
+           + 0.5 * p["liver_disease"] + rng.normal(0, ORGAN_NOISE, n)
+
+@latent("coagulopathy", "sepsis-induced coagulopathy (standard units)", "day1_severity", "bacteremia")
+def _coagulopathy(p, rng, n):
+    return 0.6 * p["day1_severity"] + 0.3 * p["bacteremia"] + rng.normal(0, ORGAN_NOISE, n)
+
+@latent("encephalopathy", "sepsis-associated encephalopathy (standard units)", "day1_severity", "circulatory_failure", "age")
+def _encephalopathy(p, rng, n):
+    return 0.5 * p["day1_severity"] + 0.35 * p["circulatory_failure"] + 0.15 * (p["age"] - 70) / 10 + rng.normal(0, 0.25, n)
+
+# %% ../nbs/02_synthetic.ipynb #bab2fc5a
+@equation("map", "circulatory_failure")
+def _map(p, rng, n): return rng.normal(77 - 12 * p["circulatory_failure"], 5, n)
 
 @equation("sbp", "map", "age")
-def _sbp(p, rng, n): return p["map"] + rng.normal(30 + 0.25 * (p["age"] - 70), 7, n)
+def _sbp(p, rng, n): return p["map"] + rng.normal(30 + 0.25 * (p["age"] - 70), 6, n)
 
-@equation("heart_rate", "map", "temperature", "age")
+@equation("heart_rate", "circulatory_failure", "temperature", "age")
 def _heart_rate(p, rng, n):
-    return rng.normal(100 + 0.6 * (75 - p["map"]) + 8 * (p["temperature"] - 37) - 0.2 * (p["age"] - 70), 15, n)
+    return rng.normal(100 + 9 * p["circulatory_failure"] + 6 * (p["temperature"] - 37.5) - 0.2 * (p["age"] - 70), 5, n)
 
-@equation("lactate", "map", "liver_disease", "bacteremia")
+@equation("lactate", "circulatory_failure", "liver_injury", "liver_disease")
 def _lactate(p, rng, n):
-    median = 1.7 * np.exp(0.04 * (72 - p["map"]) + 0.35 * (p["liver_disease"] == 2) + 0.15 * (p["bacteremia"] == 1))
-    return _lognormal(rng, median, 0.45, n)
+    median = 1.7 * np.exp(0.42 * p["circulatory_failure"] + 0.1 * p["liver_injury"] + 0.3 * (p["liver_disease"] == 2))
+    return _lognormal(rng, median, 0.17, n)
 
-@equation("pf_ratio", "infection_source", "chronic_lung_disease", "heart_failure", "map")
-def _pf_ratio(p, rng, n):
-    return rng.normal(390 - 150 * p.has("infection_source", "Respiratory") - 40 * p["chronic_lung_disease"]
-                      - 30 * p["heart_failure"] - 2.5 * np.maximum(72 - p["map"], 0), 75, n)
+@equation("pf_ratio", "respiratory_failure")
+def _pf_ratio(p, rng, n): return _lognormal(rng, 440 * np.exp(-0.33 * p["respiratory_failure"]), 0.08, n)
 
-@equation("respiratory_rate", "pf_ratio", "lactate", "temperature")
+@equation("respiratory_rate", "respiratory_failure", "circulatory_failure", "temperature")
 def _respiratory_rate(p, rng, n):
-    return rng.normal(19 + 0.025 * (400 - p["pf_ratio"]) + 1.2 * (p["lactate"] - 2) + 1.0 * (p["temperature"] - 37), 4, n)
+    return rng.normal(19 + 3.5 * p["respiratory_failure"] + 1.5 * p["circulatory_failure"] + 0.8 * (p["temperature"] - 37.5), 1.5, n)
 
-@equation("gcs", "map", "age", "dementia", "cerebrovascular_disease")
+@equation("gcs", "encephalopathy", "dementia", "cerebrovascular_disease")
 def _gcs(p, rng, n):
-    impairment = 0.12 * (72 - p["map"]) + 1.8 * p["dementia"] + 0.8 * p["cerebrovascular_disease"] \
-                 + 0.04 * (p["age"] - 70) + rng.normal(-0.6, 1.8, n)
+    impairment = 2.4 * p["encephalopathy"] + 2.0 * p["dementia"] + 1.4 * p["cerebrovascular_disease"] + rng.normal(-1.8, 0.4, n)
     return 15 - np.maximum(impairment, 0)
 
-@equation("creatinine", "map", "chronic_kidney_disease", "age", "diabetes", "infection_source")
+@equation("creatinine", "kidney_injury", "chronic_kidney_disease", "sex", "age")
 def _creatinine(p, rng, n):
-    median = 0.95 * np.exp(0.8 * p["chronic_kidney_disease"] + 0.025 * (72 - p["map"]) + 0.006 * (p["age"] - 70)
-                           + 0.12 * (p["diabetes"] > 0) + 0.15 * p.has("infection_source", "Urinary tract"))
-    return _lognormal(rng, median, 0.4, n)
+    baseline = 0.75 * (1 + 0.2 * p["sex"]) * np.exp(0.35 * p["chronic_kidney_disease"] + 0.003 * (p["age"] - 70))
+    return _lognormal(rng, baseline * np.exp(0.45 * p["kidney_injury"]), 0.12, n)
 
-@equation("platelets", "bacteremia", "liver_disease", "hematologic_malignancy", "map")
-def _platelets(p, rng, n):
-    median = 195 * np.exp(-0.25 * (p["bacteremia"] == 1) - 0.25 * (p["liver_disease"] == 1) - 0.7 * (p["liver_disease"] == 2)
-                          - 0.9 * p["hematologic_malignancy"] - 0.012 * np.maximum(72 - p["map"], 0))
-    return _lognormal(rng, median, 0.45, n)
+@equation("bun", "kidney_injury", "chronic_kidney_disease", "age", "heart_failure")
+def _bun(p, rng, n):
+    median = 15 * np.exp(0.42 * p["kidney_injury"] + 0.25 * p["chronic_kidney_disease"] + 0.008 * (p["age"] - 70) + 0.15 * p["heart_failure"])
+    return _lognormal(rng, median, 0.15, n)
 
-@equation("bilirubin", "liver_disease", "infection_source", "map")
+@equation("bilirubin", "liver_injury", "liver_disease")
 def _bilirubin(p, rng, n):
-    median = 0.75 * np.exp(0.4 * (p["liver_disease"] == 1) + 1.3 * (p["liver_disease"] == 2)
-                           + 0.5 * p.has("infection_source", "Intra-abdominal") + 0.012 * np.maximum(72 - p["map"], 0))
-    return _lognormal(rng, median, 0.5, n)
+    median = 0.7 * np.exp(0.5 * p["liver_injury"] + 0.3 * (p["liver_disease"] == 1) + 0.9 * (p["liver_disease"] == 2))
+    return _lognormal(rng, median, 0.16, n)
 
-@equation("wbc", "bacteremia", "hematologic_malignancy", "immunosuppression")
+@equation("ast", "liver_injury", "circulatory_failure")
+def _ast(p, rng, n):  # hepatocellular injury: biliary sepsis, and ischaemic hepatitis in shock
+    return _lognormal(rng, 38 * np.exp(0.6 * p["liver_injury"] + 0.2 * p["circulatory_failure"]), 0.3, n)
+
+@equation("albumin", "inflammation", "liver_injury", "liver_disease", "clinical_frailty_scale", "solid_tumor", "chronic_kidney_disease")
+def _albumin(p, rng, n):
+    return rng.normal(3.5 - 0.22 * p["inflammation"] - 0.15 * p["liver_injury"] - 0.45 * (p["liver_disease"] == 2)
+                      - 0.08 * (_frailty_score(p) - 4) - 0.3 * (p["solid_tumor"] == 2) - 0.2 * p["chronic_kidney_disease"], 0.2, n)
+
+@equation("inr", "coagulopathy", "liver_injury", "liver_disease")
+def _inr(p, rng, n):
+    median = 1.05 * np.exp(0.16 * p["coagulopathy"] + 0.1 * p["liver_injury"] + 0.1 * (p["liver_disease"] == 1) + 0.3 * (p["liver_disease"] == 2))
+    return _lognormal(rng, median, 0.06, n)
+
+@equation("platelets", "coagulopathy", "liver_disease", "hematologic_malignancy")
+def _platelets(p, rng, n):
+    median = 230 * np.exp(-0.45 * p["coagulopathy"] - 0.25 * (p["liver_disease"] == 1) - 0.75 * (p["liver_disease"] == 2)
+                          - 0.4 * p["hematologic_malignancy"])
+    return _lognormal(rng, median, 0.15, n)
+
+@equation("glucose", "diabetes", "inflammation", "circulatory_failure")
+def _glucose(p, rng, n):  # stress hyperglycaemia on top of the diabetic baseline
+    median = 118 * np.exp(0.4 * (p["diabetes"] == 1) + 0.6 * (p["diabetes"] == 2) + 0.1 * p["inflammation"] + 0.08 * p["circulatory_failure"])
+    return _lognormal(rng, median, 0.17, n)
+
+@equation("wbc", "inflammation", "hematologic_malignancy", "immunosuppression")
 def _wbc(p, rng, n):
-    median = 11.5 * np.exp(0.15 * (p["bacteremia"] == 1) - 1.0 * p["hematologic_malignancy"] - 0.3 * p["immunosuppression"])
-    return _lognormal(rng, median, 0.5, n)
+    median = 11.5 * np.exp(0.4 * p["inflammation"] - 0.35 * p["hematologic_malignancy"] - 0.45 * p["immunosuppression"])
+    return _lognormal(rng, median, 0.18, n)
 
-CRP_BY_PATHOGEN = np.array([-0.25, 0.2, 0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 0, 0, -0.2])  # log shift, by PATHOGENS code
-
-@equation("crp", "bacteremia", "infection_source", "pathogen", "immunosuppression")
+@equation("crp", "inflammation", "infection_source")
 def _crp(p, rng, n):
-    median = 9.0 * np.exp(0.3 * (p["bacteremia"] == 1) + 0.3 * p.has("infection_source", "Respiratory")
-                          - 0.2 * p.has("infection_source", "Catheter-related bloodstream")
-                          + CRP_BY_PATHOGEN[np.maximum(p["pathogen"], 0)] - 0.4 * p["immunosuppression"])
-    return _lognormal(rng, median, 0.7, n)
+    return _lognormal(rng, 8.0 * np.exp(0.6 * p["inflammation"] + 0.3 * p.has("infection_source", "Respiratory")), 0.25, n)
 
-GRAM_NEGATIVE = np.isin(np.arange(len(PATHOGENS)), [1, 2, 3, 4, 5])
-
-@equation("procalcitonin", "bacteremia", "pathogen", "creatinine", "map")
+@equation("procalcitonin", "inflammation", "bacteremia", "organism", "kidney_injury")
 def _procalcitonin(p, rng, n):
-    median = 0.8 * np.exp(1.2 * (p["bacteremia"] == 1) + 0.6 * GRAM_NEGATIVE[np.maximum(p["pathogen"], 0)]
-                          + 0.5 * np.log(p["creatinine"]) + 0.03 * (72 - p["map"]))
-    return _lognormal(rng, median, 1.1, n)
+    median = 0.7 * np.exp(1.0 * p["inflammation"] + 0.8 * p["bacteremia"] + 0.4 * GRAM_NEGATIVE[p["organism"]] + 0.35 * p["kidney_injury"])
+    return _lognormal(rng, median, 0.38, n)
 
-# %% ../nbs/02_synthetic.ipynb #5df56cdc
-@equation("fluids_6h", "map", "lactate", "heart_failure", "chronic_kidney_disease")
+# %% ../nbs/02_synthetic.ipynb #9fd431ba
+VASOPRESSOR_THRESHOLD = 1.17  # circulatory failure after the fluid response above which a vasopressor is started
+
+@equation("fluids_6h", "circulatory_failure", "heart_failure", "chronic_kidney_disease")
 def _fluids(p, rng, n):
-    return rng.normal(1.4 + 0.045 * (75 - p["map"]) + 0.3 * (p["lactate"] - 2) - 0.5 * p["heart_failure"]
-                      - 0.3 * p["chronic_kidney_disease"], 0.6, n)
+    return rng.normal(1.7 + 0.65 * p["circulatory_failure"] - 0.5 * p["heart_failure"] - 0.3 * p["chronic_kidney_disease"], 0.3, n)
 
-@equation("vasopressor", "map", "lactate")
-def _vasopressor(p, rng, n): return _bernoulli(rng, -1.0 + 0.3 * (65 - p["map"]) + 0.3 * (p["lactate"] - 2))
-
-@equation("norepinephrine_dose", "vasopressor", "map", "lactate")
+@equation("norepinephrine_dose", "circulatory_failure")
 def _norepinephrine_dose(p, rng, n):
-    dose = _lognormal(rng, 0.12 * np.exp(0.04 * (65 - p["map"]) + 0.12 * (p["lactate"] - 2)), 0.6, n)
-    return np.where(p["vasopressor"] == 1, dose, np.nan)
+    after_fluids = p["circulatory_failure"] + rng.normal(0, 0.25, n)
+    dose = _lognormal(rng, 0.1 * np.exp(1.0 * (p["circulatory_failure"] - VASOPRESSOR_THRESHOLD)), 0.2, n)
+    return np.where(after_fluids > VASOPRESSOR_THRESHOLD, dose, np.nan)
 
-@equation("corticosteroids", "vasopressor", "norepinephrine_dose", "chronic_lung_disease", "immunosuppression")
+@equation("vasopressor", "norepinephrine_dose", kind="derived")
+def _vasopressor(p, rng, n): return (~np.isnan(p["norepinephrine_dose"])).astype("int16")
+
+@equation("corticosteroids", "norepinephrine_dose", "chronic_lung_disease", "immunosuppression")
 def _corticosteroids(p, rng, n):
-    dose = np.nan_to_num(p["norepinephrine_dose"])
-    return _bernoulli(rng, -3.4 + 1.0 * p["vasopressor"] + 4.0 * np.minimum(dose, 0.6) + 0.8 * p["chronic_lung_disease"]
-                      + 0.6 * p["immunosuppression"])
+    dose = p["norepinephrine_dose"]
+    refractory = np.clip(np.nan_to_num(dose) - 0.1, 0, 0.3)  # hydrocortisone once norepinephrine climbs past about 0.25
+    return _bernoulli(rng, -3.6 + 1.0 * ~np.isnan(dose) + 14.0 * refractory + 1.4 * p["chronic_lung_disease"] + 0.6 * p["immunosuppression"])
 
-@equation("mechanical_ventilation", "pf_ratio", "gcs", "respiratory_rate")
+@equation("mechanical_ventilation", "respiratory_failure", "encephalopathy", "circulatory_failure")
 def _mechanical_ventilation(p, rng, n):
-    return _bernoulli(rng, -1.9 + 0.018 * (200 - p["pf_ratio"]) + 0.45 * (12 - p["gcs"]) * (p["gcs"] < 12)
-                      + 0.08 * (p["respiratory_rate"] - 24))
+    return _bernoulli(rng, -8.2 + 2.4 * p["respiratory_failure"] + 1.7 * p["encephalopathy"] + 0.5 * p["circulatory_failure"])
 
-@equation("renal_replacement", "creatinine", "chronic_kidney_disease", "lactate", "vasopressor")
+@equation("renal_replacement", "kidney_injury", "chronic_kidney_disease")
 def _renal_replacement(p, rng, n):
-    return _bernoulli(rng, -5.6 + 2.4 * np.log(p["creatinine"]) + 1.0 * p["chronic_kidney_disease"]
-                      + 0.25 * (p["lactate"] - 2) + 0.7 * p["vasopressor"])
+    return _bernoulli(rng, -6.8 + 2.4 * p["kidney_injury"] + 1.0 * p["chronic_kidney_disease"])
 
-# %% ../nbs/02_synthetic.ipynb #e443458e
-@equation("lactate", "vasopressor", "map", "hospital_type", kind="missing")
+# %% ../nbs/02_synthetic.ipynb #f3ce894b
+@equation("lactate", "norepinephrine_dose", "map", "hospital_type", "circulatory_failure", kind="missing")
 def _lactate_measured(p, rng, n):
-    routine = _bernoulli(rng, 0.5 + 0.08 * (72 - p["map"]) + 0.7 * p.has("hospital_type", "Tertiary referral")) == 1
-    return (p["vasopressor"] == 1) | routine
+    shock_suspected = ~np.isnan(p["norepinephrine_dose"]) | (p["map"] < 65)
+    routine = _bernoulli(rng, 1.0 + 0.7 * p.has("hospital_type", "Tertiary referral") + 0.6 * p["circulatory_failure"]) == 1
+    return shock_suspected | routine
 
-@equation("procalcitonin", "hospital_type", "admission_year", "map", kind="missing")
+@equation("procalcitonin", "hospital_type", "admission_year", "infection_severity", kind="missing")
 def _procalcitonin_measured(p, rng, n):
     return _bernoulli(rng, -0.6 + 1.2 * p.has("hospital_type", "Tertiary referral") + 0.25 * (p["admission_year"] - FIRST_YEAR)
-                      + 0.05 * (72 - p["map"])) == 1
+                      + 0.4 * p["infection_severity"]) == 1
 
 @equation("pf_ratio", "mechanical_ventilation", "pf_ratio", "infection_source", kind="missing")
 def _pf_ratio_measured(p, rng, n):
     hypoxaemic = -1.6 + 0.015 * (300 - p["pf_ratio"]) + 0.8 * p.has("infection_source", "Respiratory")
     return (p["mechanical_ventilation"] == 1) | (_bernoulli(rng, hypoxaemic) == 1)
 
-@equation("bilirubin", "map", "infection_source", kind="missing")
+@equation("bilirubin", "day1_severity", "infection_source", kind="missing")
 def _bilirubin_measured(p, rng, n):
-    return _bernoulli(rng, 2.4 + 0.06 * (72 - p["map"]) + 2.0 * p.has("infection_source", "Intra-abdominal")) == 1
+    return _bernoulli(rng, 2.0 + 0.6 * p["day1_severity"] + 2.0 * p.has("infection_source", "Intra-abdominal")) == 1
+
+@equation("ast", "day1_severity", "infection_source", kind="missing")
+def _ast_measured(p, rng, n):
+    return _bernoulli(rng, 1.6 + 0.6 * p["day1_severity"] + 2.0 * p.has("infection_source", "Intra-abdominal")) == 1
+
+@equation("albumin", "hospital_type", "day1_severity", "liver_disease", kind="missing")
+def _albumin_measured(p, rng, n):
+    return _bernoulli(rng, 0.9 * p.has("hospital_type", "Tertiary referral") + 0.6 * p["day1_severity"] + 1.0 * (p["liver_disease"] > 0)) == 1
+
+@equation("inr", "day1_severity", "liver_disease", "infection_source", kind="missing")
+def _inr_measured(p, rng, n):
+    return _bernoulli(rng, 0.5 + 0.7 * p["day1_severity"] + 1.2 * (p["liver_disease"] > 0)
+                      + 1.0 * p.has("infection_source", "Intra-abdominal")) == 1
 
 @equation("clinical_frailty_scale", "dementia", kind="missing")
 def _frailty_assessed(p, rng, n): return _bernoulli(rng, 3.0 - 1.3 * p["dementia"]) == 1
@@ -616,9 +722,10 @@ def _completely_at_random(target, share):
 
 _completely_at_random("bmi", 0.10)
 _completely_at_random("crp", 0.03)
+_completely_at_random("bun", 0.02)
 _completely_at_random("time_to_antibiotics", 0.02)
 
-# %% ../nbs/02_synthetic.ipynb #2f04d125
+# %% ../nbs/02_synthetic.ipynb #8e8fcaa1
 def _points(values, thresholds, higher_is_worse=True) -> np.ndarray:
     "SOFA-style points: how many thresholds the value crosses (0 where missing)."
     v = np.asarray(values, dtype="float64")
@@ -636,10 +743,10 @@ def _sofa_coagulation(p, rng, n): return _points(p["platelets"], (150, 100, 50, 
 @equation("sofa_liver", "bilirubin", kind="derived")
 def _sofa_liver(p, rng, n): return _points(p["bilirubin"], (1.2, 2.0, 6.0, 12.0))
 
-@equation("sofa_cardiovascular", "map", "vasopressor", "norepinephrine_dose", kind="derived")
+@equation("sofa_cardiovascular", "map", "norepinephrine_dose", kind="derived")
 def _sofa_cardiovascular(p, rng, n):
-    dose = np.nan_to_num(p["norepinephrine_dose"])
-    return np.select([p["vasopressor"] == 1, p["map"] < 70], [np.where(dose > 0.1, 4, 3), 1], 0).astype("int16")
+    dose = p["norepinephrine_dose"]
+    return np.select([~np.isnan(dose), p["map"] < 70], [np.where(dose > 0.1, 4, 3), 1], 0).astype("int16")
 
 @equation("sofa_cns", "gcs", kind="derived")
 def _sofa_cns(p, rng, n): return _points(p["gcs"], (15, 13, 10, 6), higher_is_worse=False)
@@ -659,29 +766,29 @@ def _qsofa(p, rng, n):
 @equation("septic_shock", "vasopressor", "lactate", kind="derived")
 def _septic_shock(p, rng, n): return ((p["vasopressor"] == 1) & (np.nan_to_num(p["lactate"]) > 2)).astype("int16")
 
-# %% ../nbs/02_synthetic.ipynb #dce81971
-@equation("icu_admission", "mechanical_ventilation", "vasopressor", "sofa_total", "hospital_type", "clinical_frailty_scale")
-def _icu_admission(p, rng, n):
-    return _bernoulli(rng, -1.6 + 2.6 * p["mechanical_ventilation"] + 1.6 * p["vasopressor"] + 0.15 * (p["sofa_total"] - 6)
-                      + 0.4 * p.has("hospital_type", "Tertiary referral") - 0.25 * (_frailty_score(p) - 4))
-
+# %% ../nbs/02_synthetic.ipynb #b7560574
 @equation("in_hospital_death", "age", "clinical_frailty_scale", "charlson_index", "immunosuppression", "sofa_total",
           "septic_shock", "lactate", "empirical_therapy_appropriate", "time_to_antibiotics", "infection_source",
           "mechanical_ventilation", "bmi", "acquisition", "admission_year")
 def _in_hospital_death(p, rng, n):
     delay, shock = p["time_to_antibiotics"], p["septic_shock"] == 1
     delay_effect = np.where(shock, np.log(1.35) * np.minimum(delay, 3) + 0.05 * np.maximum(delay - 3, 0), 0.03 * np.minimum(delay, 6))
-    logit = (-1.68 + 0.025 * (p["age"] - 70) + 0.2 * (_frailty_score(p) - 4) + 0.06 * p["charlson_index"]
-             + 0.35 * p["immunosuppression"] + np.log(1.13) * (p["sofa_total"] - 6) + 0.05 * shock
-             + 0.08 * (p["lactate"] - 2) + np.log(1.8) * (p["empirical_therapy_appropriate"] == 0) + delay_effect
-             - 0.7 * p.has("infection_source", "Urinary tract") + 0.45 * p["mechanical_ventilation"]
+    logit = (-1.64 + 0.025 * (p["age"] - 70) + 0.2 * (_frailty_score(p) - 4) + 0.06 * p["charlson_index"]
+             + 0.35 * p["immunosuppression"] + np.log(1.13) * (p["sofa_total"] - 6)
+             + 0.04 * (p["lactate"] - 2) + np.log(1.8) * (p["empirical_therapy_appropriate"] == 0) + delay_effect
+             - 0.7 * p.has("infection_source", "Urinary tract") + 0.3 * p["mechanical_ventilation"]
              + 0.4 * (p["bmi"] < 18.5) + 0.25 * p.has("acquisition", "Hospital-acquired") - 0.04 * (p["admission_year"] - 2021))
     return _bernoulli(rng, logit)
 
-@equation("icu_los", "icu_admission", "sofa_total", "mechanical_ventilation")
+@equation("icu_los", "mechanical_ventilation", "vasopressor", "sofa_total", "hospital_type", "clinical_frailty_scale")
 def _icu_los(p, rng, n):
+    admitted = _bernoulli(rng, -1.6 + 2.6 * p["mechanical_ventilation"] + 1.6 * p["vasopressor"] + 0.15 * (p["sofa_total"] - 6)
+                          + 0.4 * p.has("hospital_type", "Tertiary referral") - 0.25 * (_frailty_score(p) - 4)) == 1
     stay = _lognormal(rng, 3.2 * np.exp(0.07 * (p["sofa_total"] - 6) + 0.6 * p["mechanical_ventilation"]), 0.75, n)
-    return np.where(p["icu_admission"] == 1, stay, np.nan)
+    return np.where(admitted, stay, np.nan)
+
+@equation("icu_admission", "icu_los", kind="derived")
+def _icu_admission(p, rng, n): return (~np.isnan(p["icu_los"])).astype("int16")
 
 @equation("hospital_los", "in_hospital_death", "icu_los", "sofa_total", "mechanical_ventilation", "age")
 def _hospital_los(p, rng, n):
@@ -696,7 +803,9 @@ def _death_28d(p, rng, n):
     after_discharge = _bernoulli(rng, -3.6 + 0.45 * (_frailty_score(p) - 5)) == 1
     return (((p["in_hospital_death"] == 1) & (p["hospital_los"] <= 28)) | (early_discharge & after_discharge)).astype("int16")
 
-# %% ../nbs/02_synthetic.ipynb #c01c5369
+
+
+# %% ../nbs/02_synthetic.ipynb #be90b090
 def _finish(key: str, values) -> np.ndarray:
     "Clip and round a numeric draw to the dictionary; coded values stay integer positions."
     spec = SPEC[key]
@@ -707,39 +816,42 @@ def _hide(values: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     "Values with the `hidden` entries set to missing (NaN, or -1 for codes)."
     return np.where(hidden, np.nan if values.dtype.kind == "f" else -1, values).astype(values.dtype)
 
-def _evaluate(candidates: int, seed: int) -> dict:
-    "Recorded values of every feature for `candidates` simulated patients (numpy arrays by feature)."
+def _evaluate(candidates: int, seed: int) -> tuple[dict, dict]:
+    "Recorded values of every feature and true values of every node for `candidates` simulated patients."
     true, recorded = {}, {}
     for eq in MODEL:
+        rng = rng_for(seed, "synthetic", *(("missing",) if eq.kind == "missing" else ()), eq.target)
         if eq.kind == "missing":
-            keep = eq.fn(Parents(true, eq.parents, eq.target), rng_for(seed, "synthetic", "missing", eq.target), candidates)
+            keep = eq.fn(Parents(true, eq.parents, eq.target), rng, candidates)
             recorded[eq.target] = _hide(recorded[eq.target], ~np.asarray(keep, dtype=bool))
             continue
-        source = recorded if eq.kind == "derived" else true
-        value = _finish(eq.target, eq.fn(Parents(source, eq.parents, eq.target), rng_for(seed, "synthetic", eq.target), candidates))
-        true[eq.target] = recorded[eq.target] = np.broadcast_to(value, (candidates,)).copy()
-    return recorded
+        value = eq.fn(Parents(recorded if eq.kind == "derived" else true, eq.parents, eq.target), rng, candidates)
+        if eq.kind == "latent": true[eq.target] = np.asarray(value); continue
+        true[eq.target] = recorded[eq.target] = np.broadcast_to(_finish(eq.target, value), (candidates,)).copy()
+    return recorded, true
 
 SEPSIS3_MIN_SOFA = 2  # enrolment: infection with an acute SOFA rise of at least 2 points (baseline taken as 0)
 
-def simulate(patients: int, seed: int) -> dict:
-    "Recorded values for `patients` enrolled patients: candidates are simulated until enough meet Sepsis-3."
-    candidates = int(patients * 1.3) + 100
+def simulate(patients: int, seed: int, latent: bool = False) -> dict:
+    "Recorded values (with `latent`: also the latent states) of `patients` enrolled patients meeting Sepsis-3."
+    candidates = int(patients * 2.6) + 200  # about 40% of candidates with suspected infection meet Sepsis-3
     while True:
-        values = _evaluate(candidates, seed)
-        enrolled = np.flatnonzero(values["sofa_total"] >= SEPSIS3_MIN_SOFA)
-        if len(enrolled) >= patients: return {k: v[enrolled[:patients]] for k, v in values.items()}
+        recorded, true = _evaluate(candidates, seed)
+        enrolled = np.flatnonzero(recorded["sofa_total"] >= SEPSIS3_MIN_SOFA)
+        if len(enrolled) >= patients: break
         candidates *= 2
+    values = {**recorded, **({k: true[k] for k in LATENTS} if latent else {})}
+    return {k: v[enrolled[:patients]] for k, v in values.items()}
 
-# %% ../nbs/02_synthetic.ipynb #26bdd08e
+# %% ../nbs/02_synthetic.ipynb #3d11cf2a
 def truth() -> dict:
-    "The causal ground truth of the generator: edges, derived features and missingness drivers."
+    "The causal ground truth of the generator: edges, latent states, derived features and missingness drivers."
     edges = [[parent, eq.target] for eq in MODEL if eq.kind != "missing" for parent in eq.parents]
     derived = {eq.target: list(eq.parents) for eq in MODEL if eq.kind == "derived"}
     missingness = {eq.target: list(eq.parents) for eq in MODEL if eq.kind == "missing"}
-    return {"edges": edges, "derived": derived, "missingness": missingness}
+    return {"edges": edges, "latent": dict(LATENTS), "derived": derived, "missingness": missingness}
 
-# %% ../nbs/02_synthetic.ipynb #ceb61027
+# %% ../nbs/02_synthetic.ipynb #58238669
 MIN_PATIENTS = 100  # below this, rare features (e.g. norepinephrine dose) could be empty and fail validation
 
 def synthetic_dictionary(patients: int, seed: int):
@@ -775,7 +887,7 @@ def write_synthetic(out, patients: int, seed: int) -> Path:
     write_json(out / "truth.json", graph)
     return out
 
-# %% ../nbs/02_synthetic.ipynb #ee0570b7
+# %% ../nbs/02_synthetic.ipynb #9ba7b917
 PUBLISHED = (  # (measure, calibration target, published figure and source)
     ("Age, median (years)", 70.0, "about 70: recent KSA registry reports (approximate, not verified)"),
     ("Age, mean (years)", None, "65.0 (SD 14.2): Park 2012, KSRS ICU cohort 2005-09"),
@@ -800,7 +912,7 @@ def marginals(registry: Registry) -> pd.DataFrame:
     df = registry.data
     pct = lambda mask: round(100 * float(np.mean(mask)), 1)
     yes = lambda frame, key: (frame[key] == "Yes").to_numpy()
-    identified = df[df["pathogen"].notna() & (df["pathogen"] != "None identified")]
+    identified = df[df["pathogen"] != "None identified"]
     mdr = yes(identified, "mdr")
     shock, death = yes(df, "septic_shock"), yes(df, "in_hospital_death")
     appropriate = yes(identified, "empirical_therapy_appropriate")
@@ -817,7 +929,13 @@ def marginals(registry: Registry) -> pd.DataFrame:
     return pd.DataFrame([{"measure": m, "generated": float(generated[m]), "target": t, "published (source)": s}
                          for m, t, s in PUBLISHED])
 
-# %% ../nbs/02_synthetic.ipynb #419d0ae1
+# %% ../nbs/02_synthetic.ipynb #f1ec6258
+NODE_GROUPS = (*SECTIONS, "Latent state")
+
+def _group(key: str) -> str:
+    "The section of a feature, or 'Latent state'."
+    return "Latent state" if key in LATENTS else SPEC[key]["section"]
+
 def _depths(edges: list, keys: list) -> dict:
     "Longest-path depth of each node from the roots of the graph."
     parents = {k: [c for c, e in edges if e == k] for k in keys}
@@ -829,10 +947,10 @@ def _depths(edges: list, keys: list) -> dict:
     return depth
 
 def _layout(depth: dict, keys: list, height: float = 12.0) -> dict:
-    "Node positions: x = causal depth; each layer spread over the same height, sorted by section."
+    "Node positions: x = causal depth; each layer spread over the same height, sorted by group."
     position = {}
     for d in sorted(set(depth.values())):
-        layer = sorted((k for k in keys if depth[k] == d), key=lambda k: (SECTIONS.index(SPEC[k]["section"]), keys.index(k)))
+        layer = sorted((k for k in keys if depth[k] == d), key=lambda k: (NODE_GROUPS.index(_group(k)), keys.index(k)))
         ys = np.linspace(height / 2, -height / 2, len(layer)) if len(layer) > 1 else [0.0]
         stagger = 0.4 * (d % 2)  # neighbouring layers never share a row, so labels do not collide
         position.update({k: (float(d), float(y) + stagger) for k, y in zip(layer, ys)})
@@ -843,41 +961,45 @@ def plot_causal_graph(graph: dict | None = None, ax=None):
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
     graph = graph or truth()
-    keys = [f["key"] for f in FEATURES if f["type"] != "identifier"]
+    keys = [f["key"] for f in FEATURES if f["type"] != "identifier"] + list(graph["latent"])
     position = _layout(_depths(graph["edges"], keys), keys)
-    if ax is None: _, ax = plt.subplots(figsize=(20, 11))
-    colours = dict(zip(SECTIONS, plt.get_cmap("tab10").colors))
+    if ax is None: _, ax = plt.subplots(figsize=(22, 12))
+    colours = dict(zip(NODE_GROUPS, plt.get_cmap("tab10").colors))
+    colours["Latent state"] = "black"  # tab10 has a grey of its own (bundle treatment)
     derived = {(i, k) for k, inputs in graph["derived"].items() for i in inputs}
     for is_derived in (False, True):
         pairs = [(c, e) for c, e in graph["edges"] if ((c, e) in derived) == is_derived]
         ax.add_collection(LineCollection(
             [[position[c], position[e]] for c, e in pairs], linewidths=0.7, zorder=1,
-            colors=["0.35" if is_derived else colours[SPEC[c]["section"]] for c, _ in pairs],
+            colors=["0.35" if is_derived else colours[_group(c)] for c, _ in pairs],
             linestyles="--" if is_derived else "-", alpha=0.7 if is_derived else 0.35))
-    ax.scatter(*zip(*position.values()), s=45, color=[colours[SPEC[k]["section"]] for k in position], zorder=3,
-               edgecolor="black", linewidth=0.4)
+    for is_latent in (False, True):
+        nodes = [k for k in position if (k in LATENTS) == is_latent]
+        ax.scatter(*zip(*(position[k] for k in nodes)), s=70 if is_latent else 45, marker="D" if is_latent else "o",
+                   color=[colours[_group(k)] for k in nodes], zorder=3, edgecolor="black", linewidth=0.4)
     for k, (x, y) in position.items():
-        ax.text(x, y + 0.18, k, fontsize=7, ha="center", va="bottom", zorder=4,
+        ax.text(x, y + 0.18, k, fontsize=7, ha="center", va="bottom", zorder=4, style="italic" if k in LATENTS else "normal",
                 bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75))
-    for section in SECTIONS: ax.scatter([], [], color=colours[section], label=section)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=len(SECTIONS), fontsize=9, frameon=False)
+    for group in NODE_GROUPS: ax.scatter([], [], color=colours[group], marker="D" if group == "Latent state" else "o", label=group)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=len(NODE_GROUPS), fontsize=9, frameon=False)
     ax.set_xlabel("causal depth: longest path from a root (every edge points to the right)")
     ax.set_yticks([])
     for side in ("left", "right", "top"): ax.spines[side].set_visible(False)
-    ax.set_title(f"Synthetic sepsis registry: {len(keys)} features, {len(graph['edges'])} edges "
-                 f"({len(derived)} deterministic, dashed grey; causal edges coloured by the cause's section)")
+    ax.set_title(f"Synthetic sepsis registry: {len(keys) - len(graph['latent'])} features and {len(graph['latent'])} latent states, "
+                 f"{len(graph['edges'])} edges ({len(derived)} definitional, dashed grey; causal edges coloured by the cause's group)")
     return ax
 
-# %% ../nbs/02_synthetic.ipynb #cd3f8e92
+# %% ../nbs/02_synthetic.ipynb #a650c4c4
 def cli_synth(parser):
     "Arguments of `creason synth`."
     parser.add_argument("--patients", type=int, default=5000, help=f"number of patients (at least {MIN_PATIENTS})")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives byte-identical files")
     parser.add_argument("--out", required=True, help="folder to write registry.parquet, dictionary.yaml and truth.json into")
     def run(args):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         out = write_synthetic(args.out, args.patients, args.seed)
         d = load_dictionary(out / "dictionary.yaml")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"wrote {out}: {args.patients} patients, {len(d) - 1} features in {len(d.sections)} sections "
-              f"({time.perf_counter() - start:.1f} s)")
+              f"({time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu:.1f} s CPU, load average {load})")
     return run
