@@ -1,4 +1,4 @@
-"""A fast, bias-corrected mutual-information matrix on the training split, the shortcut filter built on it (plus the dictionary's `derived_from` relations), and scikit-learn's pairwise kNN estimator for comparison.
+"""A fast, bias-corrected mutual-information matrix on the training split, the shortcut filter built on it (plus the derivation closure of the dictionary's `derived_from` relations), and scikit-learn's pairwise kNN estimator for comparison.
 
 Docs: https://creason.github.io/creason/shortcuts.html.md"""
 
@@ -6,8 +6,8 @@ Docs: https://creason.github.io/creason/shortcuts.html.md"""
 
 # %% auto #0
 __all__ = ['MISSING', 'MAX_LEVELS', 'SCORED_ROLES', 'default_bins', 'encode_column', 'joint_counts', 'mi_from_counts',
-           'MutualInformation', 'mutual_information', 'derived_relatives', 'ShortcutFilter', 'fit_shortcut_filter',
-           'sklearn_mi', 'compare_with_sklearn', 'agreement_summary', 'time_sklearn_pairs']
+           'MutualInformation', 'mutual_information', 'derivation_closure', 'derived_relatives', 'ShortcutFilter',
+           'fit_shortcut_filter', 'sklearn_mi', 'compare_with_sklearn', 'agreement_summary', 'time_sklearn_pairs']
 
 # %% ../nbs/04a_shortcuts.ipynb #a59a39ba
 from collections import deque
@@ -134,9 +134,10 @@ def mutual_information(data: pd.DataFrame, features: list, n_bins: int | None = 
                              encodings={f.key: e[2] for f, e in zip(features, encoded)}, n_rows=len(data))
 
 # %% ../nbs/04a_shortcuts.ipynb #d2fef96d
-def derived_relatives(dictionary: Dictionary) -> dict:
-    "Each feature's ancestors and descendants along `derived_from`, transitively."
-    inputs = {f.key: set(f.derived_from) for f in dictionary.features}
+def derivation_closure(derived: dict) -> dict:
+    "For each feature of `derived` (feature -> its inputs): every related feature -> 'derived' (input or output, transitively) or 'derived sibling'."
+    inputs = {k: set(v) for k, v in derived.items()}
+    for k in set().union(*inputs.values()) if inputs else (): inputs.setdefault(k, set())
     outputs = {k: set() for k in inputs}
     for k, ins in inputs.items():
         for i in ins: outputs[i].add(k)
@@ -147,7 +148,16 @@ def derived_relatives(dictionary: Dictionary) -> dict:
             if k in seen or k == start: continue
             seen.add(k); todo.extend(edges[k])
         return seen
-    return {k: reach(k, inputs) | reach(k, outputs) for k in inputs}
+    closure = {}
+    for k in inputs:
+        ancestors, descendants = reach(k, inputs), reach(k, outputs)
+        siblings = set().union(*(reach(a, outputs) for a in ancestors)) - ancestors - descendants - {k} if ancestors else set()
+        closure[k] = {**{x: "derived" for x in ancestors | descendants}, **{x: "derived sibling" for x in siblings}}
+    return closure
+
+def derived_relatives(dictionary: Dictionary) -> dict:
+    "The derivation closure of every feature of a dictionary, from its `derived_from` declarations."
+    return derivation_closure({f.key: f.derived_from for f in dictionary.features})
 
 # %% ../nbs/04a_shortcuts.ipynb #03254a22
 SCORED_ROLES = ("feature", "context", "outcome")  # may be shown or be a target: the filter must score them
@@ -156,7 +166,7 @@ SCORED_ROLES = ("feature", "context", "outcome")  # may be shown or be a target:
 class ShortcutFilter:
     "Which shown features each target excludes, and why (fitted on the training split)."
     mi: MutualInformation
-    relatives: dict  # key -> keys related through derived_from
+    relatives: dict  # key -> {related key: 'derived' | 'derived sibling'} (the derivation closure)
     unscored: dict  # key -> reason it could not be scored (never shown)
     threshold: float = 0.5  # nats
     fraction: float | None = 0.8  # of H(target); None: threshold only
@@ -169,7 +179,7 @@ class ShortcutFilter:
         for key in candidates:
             if key == target: continue
             if key in self.unscored: out[key] = "unscored"
-            elif key in self.relatives.get(target, ()): out[key] = "derived"
+            elif key in self.relatives.get(target, {}): out[key] = self.relatives[target][key]
             elif row is not None:
                 mi = self.mi.shown[row, self.mi.index(key)]
                 if mi > self.threshold: out[key] = "mi"

@@ -1,4 +1,4 @@
-"Question sets from the command line: byte-identical rebuilds, disjoint splits, option-only heuristics at chance, derived and outcome rules, clear errors."
+"Question sets from the command line: byte-identical rebuilds, disjoint splits, option-only checks at chance, the derivation closure, outcome rules, requests the registry cannot meet, clear errors."
 import json
 import re
 
@@ -61,8 +61,9 @@ def test_contract_columns_and_datasets(denoise):
     from datasets import Dataset
     train, test, _ = read(denoise[0])
     columns = ["question_id", "record_id", "split", "task", "target", "target_type", "section", "prompt", "options",
-               "answer", "gold_value", "excluded_features", "n_prompt_tokens", "seed"]
+               "answer", "gold_value", "excluded_features", "n_prompt_tokens", "seed", "option_prior"]
     assert list(train.columns) == columns and list(test.columns) == columns
+    assert all(abs(sum(p) - 1) < 1e-4 and len(p) == len(o) for p, o in zip(test["option_prior"], test["options"]))
     assert train["question_id"].is_unique and test["question_id"].is_unique
     assert len(train) == 3000 and set(train["split"]) == {"train"} and set(test["split"]) == {"test"}
     row = test.iloc[0]
@@ -98,13 +99,18 @@ def test_option_heuristics_at_chance_synthetic(denoise):
         for name in ("odd_precision", "out_of_order", "median_option", "most_frequent_letter", "longest_option"):
             assert abs(h[name]["difference_pp"]) < 3, (split, name, h[name])
     assert audit["heuristics"]["all"]["odd_precision"]["difference_pp"] == 0  # one format per feature, by construction
-    assert audit["gold_letters"]["test"]["chi_square_p"] > 0.001
+    assert audit["gold_letters"]["test"]["chi_square_p"] > 0.001  # drawn option sets: the gold at every letter equally often
     assert audit["targets_with_varying_option_count"] == []
+    for attacker in ("surface", "surface + population"): assert audit["attack"]["overall"][attacker]["excess_pp"] < 2, audit["attack"]["overall"]
 
 
 def test_option_heuristics_at_chance_icu(cli, icu, tmp_path):
-    out = build(cli, icu, tmp_path / "q", "--test-patients", 100, *FAST)
-    _, _, audit = read(out)
+    r = cli("questions", "--registry", icu, "--out", tmp_path / "q", *FAST)  # the default 1,000 test patients: the table has 200
+    assert r.returncode == 0, r.stderr
+    assert "only 100 of 1000 test patients requested" in r.stdout  # a request the registry cannot meet is said, never silent
+    _, _, audit = read(tmp_path / "q")
+    assert audit["shortfall"]["test_patients"] == {"requested": 1000, "built": 100, "why": "at most half of the 200 patients are held out"}
+    assert audit["attack"]["failing"] == {}
     h = audit["heuristics"]["all"]
     for name in ("odd_precision", "out_of_order", "median_option", "most_frequent_letter"):
         assert abs(h[name]["difference_pp"]) < 3, (name, h[name])
@@ -114,24 +120,21 @@ def test_option_heuristics_at_chance_icu(cli, icu, tmp_path):
     assert abs(longest["difference_pp"]) < 3 + 2 * longest["se_pp"] and abs(longest["excess_over_base_rate_pp"]) < 1.5, longest
 
 
-def test_derived_inputs_withheld_when_target(denoise, synthetic):
+def test_derivation_closure_withheld_when_target(denoise, synthetic):
+    from creason.shortcuts import derivation_closure
     train, test, audit = read(denoise[0])
     truth = json.loads((synthetic / "truth.json").read_text())
-    registry = open_registry(synthetic)
-    d = registry.dictionary
-    maskable = [k for k in truth["derived"] if d[k].maskable]
+    d = open_registry(synthetic).dictionary
+    closure = derivation_closure(truth["derived"])  # inputs, what is computed from the target, what is computed from its inputs
     check = audit["truth_check"]
-    assert check["violations"] == []
-    assert check["targets_checked"] == len(maskable)
-    assert check["inputs_checked"] == sum(len(truth["derived"][k]) for k in maskable) == check["inputs_withheld"]
+    assert check["violations"] == [] and check["related_checked"] == check["related_withheld"] > 0
     questions = pd.concat([train, test])
-    for key in maskable:
-        rows = questions[questions["target"] == key]
-        assert len(rows)
-        for inp in truth["derived"][key]:
-            assert rows["excluded_features"].map(lambda e: inp in e).all(), (key, inp)
-            line = re.compile(rf"^{re.escape(d[inp].display_name)}: ", re.M)
-            assert not rows["prompt"].map(lambda p: bool(line.search(p[1]["content"]))).any(), (key, inp)
+    for key, rows in questions.groupby("target"):
+        for related in set(closure.get(key, {})) & {f.key for f in d.features if f.shown}:
+            assert rows["excluded_features"].map(lambda e: related in e).all(), (key, related)
+            line = re.compile(rf"^{re.escape(d[related].display_name)}: ", re.M)
+            assert not rows["prompt"].map(lambda p: bool(line.search(p[1]["content"]))).any(), (key, related)
+    assert check["targets_checked"] >= 10
 
 
 def test_unknown_outcomes_dropped_and_counted(predict, synthetic):
@@ -144,11 +147,11 @@ def test_unknown_outcomes_dropped_and_counted(predict, synthetic):
     unknown = int(data.loc[patients, outcomes].isna().to_numpy().sum())
     assert unknown > 0  # icu_los is missing for patients never admitted to the ICU
     assert audit["drops"]["test"]["unknown outcome"] == unknown
-    assert len(test) == len(patients) * len(outcomes) - unknown
+    assert len(test) == len(patients) * len(outcomes) - sum(audit["drops"]["test"].values())
     known = data[outcomes].notna()
     assert all(known.loc[r, t] for r, t in zip(test["record_id"], test["target"]))
     assert all(known.loc[r, t] for r, t in zip(train["record_id"], train["target"]))
-    assert set(test["target"]) == set(outcomes)
+    assert set(test["target"]) | set(audit["targets"]["dropped"]) == set(outcomes)
     for f in outcomes:  # outcomes are never shown, whatever the target
         assert not test["prompt"].map(lambda p: f"\n{d[f].display_name}: " in p[1]["content"] and
                                      f"{d[f].display_name}: [MASK]" not in p[1]["content"]).any()
@@ -224,5 +227,7 @@ def test_bench_prints_one_json_line(cli):
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert {"build_s", "n_questions", "n_features", "mi_s", "mi_speedup_vs_sklearn_knn"} <= set(result)
+    assert {"build_s", "n_questions", "n_features", "mi_s", "mi_speedup_vs_sklearn_knn", "load_average_1min_before"} <= set(result)
     assert result["sklearn_extrapolated"] and result["sklearn_pairs_timed"] >= 3 and result["mi_speedup_vs_sklearn_knn"] > 1
+    assert result["rebuild_identical"] is True and set(result["sha256"]) == set(FILES)
+    assert {"headroom", "attack"} <= set(result["phases_s"])
