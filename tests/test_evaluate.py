@@ -32,7 +32,7 @@ def question_set(tmp_path_factory):
 def tiny_run(question_set):
     out = question_set / "tiny_run"
     ok(run_cli("evaluate", "--model", "tiny", "--questions", question_set / "questions", "--out", out, "--limit", 42,
-               "--max-new-tokens", 3, "--batch-size", 8, "--seed", 1, "--bootstrap", 300))
+               "--max-new-tokens", 3, "--batch-size", 8, "--seed", 1, "--resamples", 300))
     return out
 
 
@@ -73,7 +73,7 @@ def test_compare_against_scipy(tiny_run, tmp_path):
     b["correct"] = np.where(flip, ~b["correct"], b["correct"])
     (tmp_path / "b").mkdir()
     b.to_parquet(tmp_path / "b" / "predictions.parquet", index=False)
-    r = ok(run_cli("compare", tiny_run, tmp_path / "b", "--out", tmp_path / "cmp", "--bootstrap", 500))
+    r = ok(run_cli("compare", tiny_run, tmp_path / "b", "--out", tmp_path / "cmp", "--resamples", 500))
     assert "McNemar" in r.stdout
     c = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     right_a_only = int((a["correct"] & ~b["correct"]).sum())
@@ -116,8 +116,11 @@ def test_vectorized_bootstrap_matches_explicit_resampling():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["evaluate", "--model", "tiny", "--questions", "/no/such/questions", "--out", "/tmp/x"], "no questions file"),
+    (["evaluate", "--model", "tiny", "--questions", "/no/such/questions", "--out", "/tmp/x"], "no questions file found"),
     (["evaluate", "--model", "tiny", "--questions", "QS", "--out", "/tmp/x", "--limit", "0"], "--limit must be at least 1"),
+    (["evaluate", "--model", "tiny", "--questions", "QS", "--out", "/tmp/x", "--engine", "openai"], "--base-url is required by the openai engine"),
+    (["evaluate", "--model", "tiny", "--questions", "QS", "--out", "/tmp/x", "--protocol", "answers"], "--protocol must be one of auto,"),
+    (["evaluate", "--questions", "QS", "--out", "/tmp/x"], "--model"),  # required without a params file (tyro's message)
     (["compare", "/no/run/a", "/no/run/b"], "not an evaluation run folder"),
     (["baseline", "--questions", "QS", "--out", "/tmp/x", "--registry", "/no/registry"], "not found"),
 ])
@@ -127,9 +130,37 @@ def test_errors_are_messages(question_set, args, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+def test_cpu_defaults_are_announced(tiny_run, question_set):
+    "Without a GPU and without --protocol: the answer protocol and its 3-token budget, said in one line."
+    r = ok(run_cli("evaluate", "--model", "tiny", "--questions", question_set / "questions", "--out", question_set / "defaults",
+                   "--limit", 6, "--device", "cpu", "--bootstrap", 50))  # the spelling compare and baseline also accept
+    assert "no GPU: the answer protocol, 3 new tokens per question" in r.stderr and "--protocol reasoning" in r.stderr
+    assert "questions [" in r.stderr  # the per-question progress bar, with its time estimate
+    manifest = json.loads((question_set / "defaults" / "manifest.json").read_text())
+    assert (manifest["params"]["protocol"], manifest["params"]["max_new_tokens"]) == ("answer", 3)
+    reasoning = ok(run_cli("evaluate", "--model", "tiny", "--questions", question_set / "questions", "--out", question_set / "free",
+                           "--limit", 2, "--device", "cpu", "--bootstrap", 50, "--protocol", "reasoning", "--max-new-tokens", 4))
+    assert "no GPU" not in reasoning.stderr
+    assert json.loads((question_set / "free" / "manifest.json").read_text())["params"]["protocol"] == "reasoning"
+
+
 def test_compare_refuses_different_question_sets(tiny_run, tmp_path):
     other = pd.read_parquet(tiny_run / "predictions.parquet").assign(answer="E")
     (tmp_path / "other").mkdir()
     other.to_parquet(tmp_path / "other" / "predictions.parquet", index=False)
     r = run_cli("compare", tiny_run, tmp_path / "other")
     assert r.returncode == 2 and "different gold letters" in r.stderr
+
+
+def test_params_file_gives_the_defaults(question_set, tmp_path):
+    "`--params`: the file's model: and evaluate: section are the defaults, the options override them, a file value is named by its key."
+    params = tmp_path / "p.yaml"
+    params.write_text("registry: {synthetic: {}}\nmodel: tiny\nevaluate: {limit: 6, resamples: 50, max_new_tokens: 3, device: cpu, seed: 2}\n")
+    out = tmp_path / "run"
+    ok(run_cli("evaluate", "--params", params, "--questions", question_set / "questions", "--out", out, "--limit", 4))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model_id"].startswith("tiny") and manifest["n_questions"] == 4
+    assert (manifest["params"]["limit"], manifest["params"]["resamples"], manifest["params"]["seed"]) == (4, 50, 2)
+    params.write_text("registry: {synthetic: {}}\nmodel: tiny\nevaluate: {batch_size: 0}\n")
+    r = run_cli("evaluate", "--params", params, "--questions", question_set / "questions", "--out", tmp_path / "bad")
+    assert r.returncode == 2 and f"{params}: evaluate.batch_size must be at least 1, got 0" in r.stderr, r.stderr

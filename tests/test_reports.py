@@ -27,3 +27,16 @@ def test_headless_figures_and_light_import(tmp_path):
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "reports" / "index.html").read_text()
     assert 'href="run1/tables/t.md"' in page and 'src="run1/figures/train.png"' in page
+
+
+def test_short_numeric_record_ids_are_found_where_ids_travel(tmp_path):
+    "A public registry's ids are small numbers: searched in question ids and record_id fields, not as bare numbers."
+    from creason.reports import shareable_problems
+    from creason.sources import load_source
+    icu = load_source("icu")
+    record = str(icu.ids.iloc[0])
+    (tmp_path / "table.md").write_text(f"| target | questions |\n|---|---:|\n| age | {record} |\n")
+    assert shareable_problems(tmp_path, icu) == []  # a count that happens to equal an id is not a leak
+    (tmp_path / "page.html").write_text(f'<td>denoise/{record}/age</td><td>{{"record_id": "{record}"}}</td>')
+    found = shareable_problems(tmp_path, icu)
+    assert [p.split(":")[0] for p in found] == ["page.html", "page.html"], found

@@ -25,10 +25,11 @@ def questions(tmp_path):
 
 @pytest.fixture
 def tiny_run(tmp_path):
-    "Options of a small CPU-profile run of the tiny model (a params file plus --model)."
+    "Options of a small CPU-profile run of the tiny model: a params file (the same spec `creason run` reads) names model and settings."
     params = tmp_path / "tiny.yaml"
-    params.write_text(f"train: {{profile: cpu, prompts_per_step: {PROMPTS_PER_STEP}, num_generations: {GENERATIONS}}}\n")
-    return ["--params", params, "--model", "tiny"]
+    params.write_text("registry: {synthetic: {}}\nmodel: tiny\n"
+                      f"train: {{profile: cpu, prompts_per_step: {PROMPTS_PER_STEP}, num_generations: {GENERATIONS}}}\n")
+    return ["--params", params]
 
 
 def test_resume_continues_without_repeating_or_losing_steps(cli, questions, tiny_run, tmp_path):
@@ -89,4 +90,48 @@ def test_user_errors_exit_with_code_2(cli, questions, tmp_path):
     result = cli("train", "--profile", "cpu", "--questions", questions, "--out", tmp_path / "r")
     assert result.returncode == 2 and "--model is required" in result.stderr
     result = cli("train", "--profile", "cpu", "--model", "tiny", "--questions", tmp_path / "nowhere", "--out", tmp_path / "r")
-    assert result.returncode == 2 and "not found" in result.stderr
+    assert result.returncode == 2 and "no questions file found" in result.stderr
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--max-steps", "-2"], "--max-steps must be at least 1, or -1 to train `epochs` passes, got -2"),
+    (["--max-steps", "0"], "--max-steps must be at least 1"),
+    (["--save-steps", "0"], "--save-steps must be at least 1, got 0"),
+    (["--num-generations", "1"], "--num-generations must be at least 2"),
+    (["--max-completion-length", "0"], "--max-completion-length must be at least 1"),
+    (["--num-processes", "0"], "--num-processes must be at least 1"),
+    (["--profile", "cpu2"], "--profile: unknown profile 'cpu2' (did you mean cpu?)"),
+    (["--rollout", "answers"], "--rollout must be one of free, answer, two_phase, got 'answers'"),
+])
+def test_argument_ranges_exit_with_code_2(cli, questions, tmp_path, option, message):
+    result = cli("train", "--profile", "cpu", "--model", "tiny", "--questions", questions, "--out", tmp_path / "r", *option)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_a_params_file_value_is_named_by_its_yaml_key(cli, questions, tiny_run, tmp_path):
+    params = tmp_path / "bad.yaml"
+    params.write_text("registry: {synthetic: {}}\nmodel: tiny\ntrain: {profile: cpu, save_steps: 0}\n")
+    result = cli("train", "--params", params, "--questions", questions, "--out", tmp_path / "r")
+    assert result.returncode == 2 and f"{params}: train.save_steps must be at least 1, got 0" in result.stderr, result.stderr[-2000:]
+    params.write_text("registry: {synthetic: {}}\nmodel: tiny\ntrain: {profile: cpu, num_generation: 4}\n")  # a typo
+    result = cli("train", "--params", params, "--questions", questions, "--out", tmp_path / "r")
+    assert result.returncode == 2 and "train.num_generation: unknown setting (did you mean num_generations?)" in result.stderr
+    result = cli("train", *tiny_run, "--questions", questions, "--out", tmp_path / "r", "--num-generation", 4)  # a mistyped option
+    assert result.returncode == 2 and "--num-generations" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_paper_profile_offline_with_a_model_built_from_a_config(cli, questions, tmp_path):
+    "The default (paper) profile: full fine-tuning with a KL reference model, which TRL loads by the config's name."
+    run = tmp_path / "paper"
+    result = cli("train", "--model", "tiny", "--questions", questions, "--out", run, "--max-steps", 1,
+                 "--max-completion-length", 4, "--num-generations", 2, "--save-steps", 1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cpu: bf16 True runs as False; optim 'paged_adamw_8bit' runs as 'adamw_torch'" in result.stderr  # said, not hidden
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["params"]["beta"] == 0.04 and manifest["params"]["lora_rank"] == 0
+    assert manifest["device_adjustments"] == {"bf16": [True, False], "optim": ["paged_adamw_8bit", "adamw_torch"]}
+    metrics = read_metrics(run)
+    assert metrics.step.tolist() == [1] and metrics["kl"].iloc[0] == 0.0  # the reference starts equal to the policy
+    assert (run / "final" / "model.safetensors").is_file()
