@@ -468,13 +468,11 @@ def attack_table(audit, by: str = "type") -> pd.DataFrame:
 
 def attack_figure(audit, out_png, title: str | None = None):
     "Every target's excess over its reference (pp, 95% interval) for both attackers; failing targets in red."
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # closed below, so a notebook shows the saved file, not a second copy
     from pathlib import Path
     a = _attack_section(audit)
     tids = sorted(a["by_target"], key=lambda t: max((a["by_target"][t][k].get("excess_pp") or 0) for k in (SURFACE, POPULATION)))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.22 * len(tids) + 1.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.22 * len(tids) + 1.6), sharey=True, layout="constrained")  # the title clears the panel titles
     y = np.arange(len(tids))
     for ax, attacker in zip(axes, (SURFACE, POPULATION)):
         entries = [a["by_target"][t][attacker] for t in tids]
@@ -488,6 +486,6 @@ def attack_figure(audit, out_png, title: str | None = None):
     axes[0].set_yticks(y, tids, fontsize=7)
     fig.suptitle(title or "Attacks on the options: excess over chance / the population prior (red: failing targets)")
     out = Path(out_png); out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(out, dpi=150, metadata={"Software": None})
     plt.close(fig)
     return out

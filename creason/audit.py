@@ -46,12 +46,13 @@ def population_prior(q: pd.DataFrame, pops: dict) -> pd.Series:
     return pd.concat(out).reindex(q.index)
 
 # %% ../nbs/04g_audit.ipynb #a3a6da53
-def audit_folder(folder, registry=None, seed: int = 0, headroom: bool = True) -> dict:
-    "The attack (and headroom) sections of an existing question set, with the registry it came from."
+def audit_folder(folder, registry=None, seed: int | None = None, headroom: bool = True) -> dict:
+    "The attack (and headroom) sections of an existing question set, with the registry it came from (`seed`: default the set's own)."
     q, manifest, old_audit = read_question_set(folder)
     where = Path(registry) if registry else registry_folder(Path(folder) / "test.parquet")
     if where is None: raise CreasonError(f"{folder}: its registry folder cannot be found; give it with --registry")
     reg, config = open_registry(where), question_config(manifest)
+    seed = config.seed if seed is None else seed
     is_test = held_out_rows(reg, config)
     check_split(reg, is_test, q[q["split"] == "test"])
     eligible = (old_audit.get("targets") or {}).get("eligible") or {}
@@ -74,7 +75,7 @@ def cli_audit(parser):
     parser.add_argument("--out", help="write the attack and headroom sections to this JSON file")
     parser.add_argument("--figure", help="draw the attack figure into this PNG file")
     parser.add_argument("--no-headroom", action="store_true", help="attack only (skip the headroom check)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the attackers and the headroom models")
+    parser.add_argument("--seed", type=int, default=None, help="seeds the attackers and the headroom models (default: the question set's seed)")
     def run(args):
         result = audit_folder(args.questions, args.registry, args.seed, headroom=not args.no_headroom)
         if args.out: write_json(Path(args.out), result)

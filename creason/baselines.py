@@ -6,7 +6,7 @@ Docs: https://creason.github.io/creason/baselines.html.md"""
 
 # %% auto #0
 __all__ = ['NUMERIC_TYPES', 'BASELINES', 'DEFINITIONS', 'BaselineConfig', 'target_baselines', 'run_baselines', 'baseline_metrics',
-           'per_target_table', 'baseline', 'add_baseline_arguments', 'run_baseline_command']
+           'per_target_table', 'baseline', 'add_baseline_arguments', 'run_baseline_command', 'cli_baseline']
 
 # %% ../nbs/07a_baselines.ipynb #e4084d8c
 import dataclasses
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .core import CreasonError, read_json, rng_for, run_manifest, write_json, write_parquet
-from .evaluate import (BootstrapConfig, evaluation_metrics, questions_file, read_questions, registry_folder,
-                              select_questions, summary_line)
+from .evaluate import (BootstrapConfig, add_bootstrap_arguments, evaluation_metrics, questions_file, read_questions,
+                              registry_folder, select_questions, summary_line)
 from .headroom import (BASELINE_MODEL, Design, classical_scores, credit_and_choice, fit_classical, majority_scores,
                               majority_value, prior_model, registry_design)
 from .questions import QuestionConfig, check_split, held_out_rows, question_config, target_id
@@ -124,8 +124,8 @@ DEFINITIONS = {
 }
 
 def baseline(questions, out, registry=None, limit: int | None = None, config: BaselineConfig = BaselineConfig(),
-             bootstrap: BootstrapConfig = BootstrapConfig()) -> dict:
-    "Run the four baselines on a question set (or its `limit` subset) and write the folder `out`."
+             bootstrap: BootstrapConfig = BootstrapConfig(), balance: str = "none") -> dict:
+    "Run the four baselines on a question set (or its gold-balanced and/or `limit` subset, as `creason evaluate` draws it) and write the folder `out`."
     started = time.perf_counter()
     source = questions_file(questions)
     manifest_path, audit_path = source.parent / "manifest.json", source.parent / "audit.json"
@@ -133,7 +133,7 @@ def baseline(questions, out, registry=None, limit: int | None = None, config: Ba
         if not path.is_file(): raise CreasonError(f"{path}: not found; the baselines need the question set's {path.name} ({why})")
     folder = Path(registry) if registry else registry_folder(source)
     if folder is None: raise CreasonError(f"{manifest_path}: its registry folder cannot be found; give it with --registry")
-    q = select_questions(read_questions(source), limit, config.seed)
+    q = select_questions(read_questions(source), limit, config.seed, balance)
     reg, qconfig = open_registry(folder), question_config(read_json(manifest_path))
     is_test = held_out_rows(reg, qconfig)
     check_split(reg, is_test, q)
@@ -154,18 +154,25 @@ def baseline(questions, out, registry=None, limit: int | None = None, config: Ba
     return metrics
 
 def add_baseline_arguments(parser) -> None:
-    "Arguments of `creason baseline` (the bootstrap ones are added by creason.evaluate)."
+    "Arguments of `creason baseline` other than the bootstrap ones."
     parser.add_argument("--questions", required=True, help="question set folder (its test.parquet), or a questions .parquet file inside one")
     parser.add_argument("--out", required=True, help="folder for metrics.json, per_target.csv, predictions.parquet, manifest.json")
     parser.add_argument("--registry", help="registry folder (default: the one named in the question set's manifest.json)")
     parser.add_argument("--limit", type=int, help="the same stratified subset as `creason evaluate --limit N --seed S`")
     parser.add_argument("--seed", type=int, default=0, help="seeds the --limit draw, ties, subsamples, models and the bootstrap (default 0)")
+    parser.add_argument("--balance", choices=("none", "gold"), default="none", help="gold: the same gold-balanced view as `creason evaluate --balance gold`")
     parser.add_argument("--max-train-rows", type=int, default=BaselineConfig().max_train_rows, help="training records per target model at most")
 
 def run_baseline_command(args) -> None:
     "Run `creason baseline` from parsed arguments and print one line per baseline."
     if args.limit is not None and args.limit < 1: raise CreasonError(f"--limit must be at least 1, got {args.limit}")
     metrics = baseline(args.questions, args.out, args.registry, args.limit, BaselineConfig(args.seed, args.max_train_rows),
-                       BootstrapConfig(args.bootstrap, args.seed, min_cell=args.min_cell))
+                       BootstrapConfig(args.bootstrap, args.seed, min_cell=args.min_cell), args.balance)
     for name in BASELINES: print(f"{name:>9}: {summary_line(metrics[name])}")
     print(f"wrote {args.out}")
+
+def cli_baseline(parser):
+    "Arguments of `creason baseline`."
+    add_baseline_arguments(parser)
+    add_bootstrap_arguments(parser)
+    return run_baseline_command

@@ -26,7 +26,7 @@ COMMANDS = {
     "audit": ("creason.audit", "attack an existing question set: learned option-only attackers and the headroom check"),
     "evaluate": ("creason.evaluate", "score a model on a question set"),
     "compare": ("creason.evaluate", "paired comparison of two evaluation runs"),
-    "baseline": ("creason.evaluate", "chance, majority and classical baselines on a question set"),
+    "baseline": ("creason.baselines", "chance, majority and classical baselines on a question set"),
     "bench inference": ("creason.inference", "batched vs sequential generation throughput"),
     "serve": ("creason.inference", "serve a model with an OpenAI-compatible chat-completions API"),
     "train": ("creason.train", "GRPO training (TRL or Unsloth backend)"),

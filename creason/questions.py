@@ -6,12 +6,12 @@ Docs: https://creason.github.io/creason/questions.html.md"""
 
 # %% auto #0
 __all__ = ['TASKS', 'SAMPLING', 'OVER_BUDGET', 'DROP_OR_KEEP', 'HEADROOM', 'EMBEDDED_TOKENIZER', 'QUESTION_COLUMNS',
-           'DROPPED_NEAR_DETERMINISTIC', 'DROPPED_ATTACK', 'QuestionConfig', 'group_column', 'split_units',
-           'split_test_units', 'question_config', 'held_out_rows', 'check_split', 'sample_cells', 'fit_target',
-           'fit_targets', 'unusable_gold', 'make_options', 'target_type', 'Draft', 'QuestionSet',
-           'cross_sectional_drafts', 'longitudinal_drafts', 'target_id', 'finish', 'contract_table', 'populations',
-           'screen_targets', 'truth_check', 'shortfall', 'audit_questions', 'select_by_headroom', 'build_question_set',
-           'write_question_set', 'add_config_arguments', 'config_from_args', 'summary_line', 'cli_questions']
+           'DROPPED_NEAR_DETERMINISTIC', 'DROPPED_ATTACK', 'OPTIONAL_SETTINGS', 'QuestionConfig', 'group_column',
+           'split_units', 'split_test_units', 'question_config', 'held_out_rows', 'check_split', 'sample_cells',
+           'fit_target', 'fit_targets', 'unusable_gold', 'make_options', 'target_type', 'Draft', 'QuestionSet',
+           'question_name', 'cross_sectional_drafts', 'longitudinal_drafts', 'target_id', 'finish', 'contract_table',
+           'populations', 'screen_targets', 'truth_check', 'shortfall', 'audit_questions', 'select_by_headroom',
+           'build_question_set', 'write_question_set', 'QuestionsCommand', 'main_questions', 'summary_line']
 
 # %% ../nbs/04_questions.ipynb #18af5f54
 import dataclasses
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .balance import BALANCE, balance_audit, balanced_cells, equal_shares, equal_weights, gold_classes
 from .attacks import BASE_RATE, REQUIRED_HEURISTICS, attack_line, attack_questions, heuristics_by_split, letter_report, population_of
 from .core import CreasonError, read_json, rng_for, run_manifest, write_json, write_parquet
 from .headroom import headroom_report, headroom_summary, registry_design
@@ -31,7 +32,7 @@ from .options import (CodedTarget, Ineligible, NumericTarget, Options, coded_opt
                              fit_coded_target, fit_numeric_target, gold_labels, numeric_options, numeric_spread, question_uniforms,
                              uniforms_needed, value_pool)
 from .prompts import LETTERS, apply_budget, chat_prompt, rendered_sections, resolve_tokenizer, section_texts, value_lines
-from .registry import CODED_TYPES, MASK, Dictionary, Feature, Registry, format_number, open_registry
+from .registry import CODED_TYPES, MASK, Dictionary, Feature, Registry, answerable, format_number, open_registry
 from .shortcuts import ShortcutFilter, fit_shortcut_filter
 
 # %% ../nbs/04_questions.ipynb #2c90e77b
@@ -50,13 +51,14 @@ class QuestionConfig:
     train_questions: int = 30_000  # training questions drawn from the other patients
     seed: int = 0  # the split, the sampling and every question's options derive from it
     sampling: str = "features"  # features: every target equally often | values: every recorded value equally often (favours well-recorded features)
+    balance: str = "none"  # none | gold: per target, each answer class is the gold of equally many training questions where the data allow
     max_options: int = 5  # options per question; fewer only for a feature with fewer categories or values
     bands_per_option: int = 3  # numeric options: equal-mass bands per option (more: more regular spacing; a target with atoms may use fewer)
     mi_threshold: float = 0.5  # nats: a shown feature carrying more information about the target is excluded
     mi_fraction: float | None = 0.8  # also exclude at this fraction of H(target) (rare flags); None: the paper's rule alone
     mi_bins: int | None = None  # quantile bins of numeric features for MI (None: about n^(1/3), 4 to 32)
     mi_rows: int | None = 250_000  # MI on at most this many training rows (a fixed subsample; its error there is < 0.01 nats); None: all
-    targets: tuple | str = ()  # only these target keys (empty: every eligible one); "headroom": those whose held-out headroom reaches min_headroom
+    targets: tuple[str, ...] | str = ()  # only these target keys (empty: every eligible one); "headroom": those whose held-out headroom reaches min_headroom
     min_headroom: float = 0.05  # with targets "headroom": classical minus the better of prior and majority, on held-out training questions
     near_deterministic: float = 0.9  # classical accuracy at which (removing 75% of the prior's errors) a target counts as computed from the record
     predictable: str = "drop"  # drop | keep a near-deterministic target (it is named either way)
@@ -67,22 +69,29 @@ class QuestionConfig:
     max_prompt_tokens: int = 9000  # token budget per prompt, chat template included
     over_budget: str = "drop"  # drop: drop an over-budget question | shorten: remove whole sections by the stated rule first
     outcome_bins: int = 4  # numeric outcome targets: equal-frequency bins of the training values
-    bin_edges: dict = field(default_factory=dict)  # explicit bin edges per numeric outcome key, e.g. {"hospital_los": [7, 14, 28]}
+    bin_edges: dict[str, list[float]] = field(default_factory=dict)  # explicit bin edges per numeric outcome key, e.g. {"hospital_los": [7, 14, 28]}
     landmark_hours: float = 24.0  # longitudinal registries: blocks ending by this time are shown
     horizon_hours: float = 24.0  # longitudinal: measurement targets this many hours after the last shown block
     block_hours: float = 4.0  # longitudinal: block length; a target block starts within [last shown + horizon, ... + block_hours)
     group_by: str | None = None  # column keeping a patient's records in one split (None: detected, see `group_column`)
 
+    def target_keys(self) -> tuple | str:
+        "`targets` as keys (written as a list, or as text with commas), or HEADROOM."
+        items = [self.targets] if isinstance(self.targets, str) else list(self.targets)
+        if not all(isinstance(t, str) for t in items): raise CreasonError(f"--targets: target keys or {HEADROOM!r}, got {self.targets!r}")
+        keys = tuple(k.strip() for t in items for k in t.split(",") if k.strip())
+        return HEADROOM if keys == (HEADROOM,) else keys
+
     def check(self) -> "QuestionConfig":
-        "Raise `CreasonError` for a setting that cannot work; return self."
+        "Raise `CreasonError` for a setting that cannot work; return the config with `targets` as keys (or HEADROOM)."
         def need(ok, message):
             if not ok: raise CreasonError(message)
         need(self.task in TASKS, f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
         need(self.sampling in SAMPLING, f"--sampling must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
+        need(self.balance in BALANCE, f"--balance must be one of {', '.join(BALANCE)}, got {self.balance!r}")
         need(self.over_budget in OVER_BUDGET, f"--over-budget must be one of {', '.join(OVER_BUDGET)}, got {self.over_budget!r}")
         for name in ("predictable", "attack"):
             need(getattr(self, name) in DROP_OR_KEEP, f"--{name} must be drop or keep, got {getattr(self, name)!r}")
-        need(not isinstance(self.targets, str) or self.targets == HEADROOM, f"--targets: a list of keys or {HEADROOM!r}, got {self.targets!r}")
         need(self.test_patients >= 1, f"--test-patients must be at least 1, got {self.test_patients}")
         need(self.train_questions >= 0, f"--train-questions must be 0 or more, got {self.train_questions}")
         need(2 <= self.max_options <= 26, f"--max-options must be from 2 to 26, got {self.max_options}")
@@ -95,7 +104,8 @@ class QuestionConfig:
         need(self.max_prompt_tokens > 0, f"--max-prompt-tokens must be positive, got {self.max_prompt_tokens}")
         need(2 <= self.outcome_bins <= self.max_options, f"--outcome-bins must be from 2 to --max-options, got {self.outcome_bins}")
         need(self.horizon_hours > 0 and self.block_hours > 0, "--horizon-hours and --block-hours must be positive")
-        return self
+        keys = self.target_keys()
+        return self if keys == self.targets else dataclasses.replace(self, targets=keys)
 
 # %% ../nbs/04_questions.ipynb #68609207
 def group_column(registry: Registry, requested: str | None = None) -> str | None:
@@ -151,15 +161,6 @@ def check_split(registry: Registry, is_test: np.ndarray, questions: pd.DataFrame
                                    "the registry or its settings changed since the questions were built")
 
 # %% ../nbs/04_questions.ipynb #eac5a293
-def _quotas(sizes: dict, n: int) -> dict:
-    "Equal shares of `n` over the keys, each capped at its size, what a key cannot take spread over the others."
-    quotas, left = {}, n
-    order = sorted(sizes, key=lambda k: (sizes[k], k))
-    for i, k in enumerate(order):
-        quotas[k] = int(min(sizes[k], -(-left // (len(order) - i))))
-        left -= quotas[k]
-    return quotas
-
 def sample_cells(available: dict, n: int, sampling: str, seed: int) -> list:
     "Training cells (target id, row) in build order: `n` drawn over targets ('features') or over all cells ('values')."
     keys = sorted(k for k in available if len(available[k]))
@@ -171,7 +172,7 @@ def sample_cells(available: dict, n: int, sampling: str, seed: int) -> list:
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         return [(keys[o], int(available[keys[o]][p - starts[o]])) for o, p in zip(owner, picks)]
     cells, order = [], []
-    for k, q in _quotas({k: len(available[k]) for k in keys}, n).items():
+    for k, q in equal_shares({k: len(available[k]) for k in keys}, n).items():
         rows = rng_for(seed, "train-cells", k).choice(available[k], q, replace=False)
         cells += [(k, int(r)) for r in rows]
         order.append(np.arange(q) + rng_for(seed, "train-order", k).random(q))  # round-robin over targets, random within a round
@@ -202,10 +203,19 @@ def unusable_gold(target, values) -> np.ndarray:
     count = dict(zip(target.labels, target.counts))
     return np.array([lab not in count or (not target.list_all and count[lab] == 0) for lab in labels], dtype=bool)
 
-def make_options(target, gold_values, record_ids, target_id: str, seed: int, splits: np.ndarray) -> Options:
+def _coded_options(target, labels: np.ndarray, u: np.ndarray, splits: np.ndarray, balanced: bool) -> Options:
+    "Coded options; under gold balance a drawn set's training questions draw every seen label equally (`equal_weights`)."
+    out = coded_options(target, labels, u)
+    rows = np.flatnonzero(splits == "train") if balanced and not target.list_all else []
+    if len(rows):
+        part = coded_options(equal_weights(target), labels[rows], u[rows])
+        out.labels[rows], out.answer[rows], out.gold[rows], out.prior[rows] = part.labels, part.answer, part.gold, part.prior
+    return out
+
+def make_options(target, gold_values, record_ids, target_id: str, seed: int, splits: np.ndarray, balanced: bool = False) -> Options:
     "Options of one target's questions, each from its own stream; numeric distractors from the gold's split."
     u = question_uniforms(seed, record_ids, target_id, uniforms_needed(target))
-    if target.kind != "numeric": return coded_options(target, gold_labels(target, gold_values), u)
+    if target.kind != "numeric": return _coded_options(target, gold_labels(target, gold_values), u, splits, balanced)
     gold_values = np.asarray(gold_values, dtype="float64")
     out = Options(np.empty((len(u), target.n_options), dtype=object), np.zeros(len(u), np.int64), np.empty(len(u), dtype=object),
                   np.zeros((len(u), target.n_options)))
@@ -271,12 +281,19 @@ def _candidates(dictionary: Dictionary, config: QuestionConfig, roles: tuple) ->
         pool = [f for f in pool if f.key in config.targets]
     return pool
 
-def _training_cells(available: dict, config: QuestionConfig) -> dict:
-    "Per target id: the sampled training cells (one of its `available` values, build position); a few percent extra."
+def _training_cells(available: dict, config: QuestionConfig, classes: dict | None = None) -> tuple:
+    "Per target id: the sampled training cells (one of its `available` values, build position), a few percent extra; and the balance facts."
     n = math.ceil(config.train_questions * 1.03) + 10 if config.train_questions else 0
     chosen = {k: [] for k in available}
-    for position, (k, i) in enumerate(sample_cells(available, n, config.sampling, config.seed)): chosen[k].append((i, position))
-    return chosen
+    if config.balance == "gold": cells, facts = balanced_cells(available, classes, n, config.sampling, config.seed)
+    else: cells, facts = sample_cells(available, n, config.sampling, config.seed), {}
+    for position, (k, i) in enumerate(cells): chosen[k].append((i, position))
+    return chosen, facts
+
+def _gold_classes(targets: dict, key_of: dict, golds: dict, config: QuestionConfig) -> dict | None:
+    "Per target id: the balance class of each available training gold (only with `balance: gold`)."
+    if config.balance != "gold": return None
+    return {tid: gold_classes(targets[key_of[tid]], values) for tid, values in golds.items()}
 
 def _drop_unusable(target, gold, keep_arrays: list, splits: np.ndarray, drops: Counter) -> list:
     "Drop (and count) questions whose gold no option set can hold; the arrays without them."
@@ -299,6 +316,10 @@ def _text_renderer(registry: Registry, flt: ShortcutFilter, rows: np.ndarray) ->
         return section_texts(lines, d, target, set(shown_keys) - set(excluded) - {target}, local[at], reuse=rendered)
     return texts, shown_keys
 
+def question_name(dictionary: Dictionary, f: Feature) -> str:
+    "The target's name in the question sentence: a time-to-event outcome, asked only where its event was observed, says so."
+    return f"{f.name}, for a patient with {dictionary[f.event].name}: {f.event_value}" if f.event else f.name
+
 def _cross_sectional_draft(registry: Registry, k: str, target, rows: tuple, flt: ShortcutFilter, render: tuple,
                            config: QuestionConfig, drops: Counter) -> Draft:
     "The draft of one target: its test rows, then its sampled training rows."
@@ -311,8 +332,17 @@ def _cross_sectional_draft(registry: Registry, k: str, target, rows: tuple, flt:
     ids, (texts, shown_keys) = registry.ids.astype(str).to_numpy()[at], render
     excluded = flt.excluded(k, shown_keys)
     f = registry.dictionary[k]
-    return Draft(config.task, k, k, target_type(target), f.name, ids, splits, order, np.full(len(ids), f.section, dtype=object),
-                 texts(k, excluded, at), make_options(target, gold, ids, k, config.seed, splits), excluded, target.list_all)
+    options = make_options(target, gold, ids, k, config.seed, splits, config.balance == "gold")
+    return Draft(config.task, k, k, target_type(target), question_name(registry.dictionary, f), ids, splits, order,
+                 np.full(len(ids), f.section, dtype=object), texts(k, excluded, at), options, excluded, target.list_all)
+
+def _tally_unanswerable(reasons: dict, recorded: dict, is_test: np.ndarray, task: str, drops: Counter) -> None:
+    "Count the values that cannot be a gold answer (censored, event status unknown; unknown outcomes), per split: never read as 'no'."
+    for k, why in reasons.items():
+        for split, rows, suffix in (("test", is_test, ""), ("train", ~is_test, " (not sampled)")):
+            for reason, n in sorted(Counter(why[rows & ~recorded[k]]).items()):
+                if reason != "not recorded": _tally(drops, split, reason + suffix, n)
+                elif task == "predict": _tally(drops, split, "unknown outcome" + suffix, n)
 
 def cross_sectional_drafts(registry: Registry, is_test: np.ndarray, flt: ShortcutFilter, config: QuestionConfig,
                            drops: Counter, clock) -> tuple:
@@ -321,21 +351,21 @@ def cross_sectional_drafts(registry: Registry, is_test: np.ndarray, flt: Shortcu
     roles = ("feature",) if config.task == "denoise" else ("outcome",)
     candidates = _candidates(d, config, roles)
     if not candidates: raise CreasonError(f"{registry.name}: no {'/'.join(roles)} feature can be a target for --task {config.task}")
-    targets, ineligible = fit_targets(candidates, {f.key: data[f.key][~is_test] for f in candidates}, config)
+    gold = {f.key: answerable(registry, f.key) for f in candidates}  # (rows whose value can be a gold answer, why not)
+    targets, ineligible = fit_targets(candidates, {f.key: data[f.key][~is_test & gold[f.key][0]] for f in candidates}, config)
     clock("target statistics")
-    recorded = {k: data[k].notna().to_numpy() for k in targets}
-    for k in targets if config.task == "predict" else ():  # unknown outcomes are dropped and counted, never read as "no"
-        _tally(drops, "test", "unknown outcome", (is_test & ~recorded[k]).sum())
-        _tally(drops, "train", "unknown outcome (not sampled)", (~is_test & ~recorded[k]).sum())
+    recorded = {k: gold[k][0] for k in targets}
+    _tally_unanswerable({k: gold[k][1] for k in targets}, recorded, is_test, config.task, drops)
     available = {k: np.flatnonzero(~is_test & recorded[k]) for k in targets}
-    chosen = _training_cells(available, config)
+    classes = _gold_classes(targets, {k: k for k in targets}, {k: data[k].to_numpy()[rows] for k, rows in available.items()}, config)
+    chosen, balance = _training_cells(available, config, classes)
     rows = {k: (np.flatnonzero(is_test & recorded[k]), np.array([r for r, _ in chosen[k]], np.int64), [p for _, p in chosen[k]]) for k in targets}
     needed = np.unique(np.concatenate([np.flatnonzero(is_test)] + [r[1] for r in rows.values()]).astype(np.int64))
     render = _text_renderer(registry, flt, needed)
     clock("sampling and lines")
     drafts = [_cross_sectional_draft(registry, k, t, rows[k], flt, render, config, drops) for k, t in targets.items()]
     clock("options and texts")
-    return drafts, targets, ineligible, {k: len(v) for k, v in available.items()}
+    return drafts, targets, ineligible, {k: len(v) for k, v in available.items()}, balance
 
 # %% ../nbs/04_questions.ipynb #a6d026c9
 def _time_header(time_feature: Feature, values) -> np.ndarray:
@@ -364,7 +394,9 @@ def _longitudinal_cells(registry: Registry, candidates: list, stays: pd.Index, s
     d, data, ids = registry.dictionary, registry.data, registry.ids.astype(str)
     has_block = ~np.isnan(block)
     block_rows = block[has_block].astype(np.int64)
-    stay_outcome = data[[f.key for f in candidates if f.role == "outcome"]].groupby(ids, sort=True).first()  # one value per stay
+    outcomes = [f.key for f in candidates if f.role == "outcome"]
+    usable = pd.DataFrame({k: answerable(registry, k)[0] for k in outcomes}, index=data.index)  # censored values are no gold answer
+    stay_outcome = data[outcomes].where(usable).groupby(ids, sort=True).first()  # one value per stay
     cells = {}
     for f in candidates:
         if f.role == "outcome":
@@ -415,7 +447,7 @@ def _longitudinal_draft(tid: str, cell: tuple, chosen: list, target, flt: Shortc
     excluded = flt.excluded(f.key, shown_keys) if f.role == "outcome" else {}
     base, records = stay_texts(frozenset(excluded)), stay_ids[idx]
     texts = np.array([base[s] + f"\n\n[{sec}]\n{f.display_name}: {MASK}" for s, sec in zip(records, sections[idx])], dtype=object)
-    options = make_options(target, gold[idx], records, tid, config.seed, splits)
+    options = make_options(target, gold[idx], records, tid, config.seed, splits, config.balance == "gold")
     return Draft(config.task, f.key, tid, target_type(target), f.name, records, splits, order, sections[idx], texts, options,
                  excluded, target.list_all)
 
@@ -440,14 +472,14 @@ def longitudinal_drafts(registry: Registry, is_test: np.ndarray, flt: ShortcutFi
     cells = {tid: c for tid, c in cells.items() if key_of[tid] in targets}
     clock("target statistics")
     available = {tid: np.flatnonzero(~c[4]) for tid, c in cells.items()}
-    chosen = _training_cells(available, config)
+    chosen, balance = _training_cells(available, config, _gold_classes(targets, key_of, {tid: cells[tid][2][rows] for tid, rows in available.items()}, config))
     needed = set().union(*(set(c[1][c[4]]) | set(c[1][[i for i, _ in chosen[tid]]]) for tid, c in cells.items())) if cells else set()
     stay_texts = _stay_renderer(registry, frame, before, needed, static, varying)
     clock("sampling and lines")
     drafts = [_longitudinal_draft(tid, c, chosen[tid], targets[key_of[tid]], flt, [f.key for f in shown], stay_texts, config, drops)
               for tid, c in cells.items()]
     clock("options and texts")
-    return drafts, {key_of[tid]: targets[key_of[tid]] for tid in cells}, ineligible, {tid: len(v) for tid, v in available.items()}
+    return drafts, {key_of[tid]: targets[key_of[tid]] for tid in cells}, ineligible, {tid: len(v) for tid, v in available.items()}, balance
 
 # %% ../nbs/04_questions.ipynb #2198f241
 QUESTION_COLUMNS = ["question_id", "record_id", "split", "task", "target", "target_type", "section", "prompt", "options",
@@ -614,6 +646,7 @@ def audit_questions(train: pd.DataFrame, test: pd.DataFrame, context: dict) -> d
         "excluded_features": {tid: {"count": len(g["excluded_features"].iloc[0]),
                                     "features": _exclusion_detail(flt, g["target"].iloc[0], context["excluded"][tid])} for tid, g in by_target.items()},
         "tokens": {**context["tokens"], **{name: _token_stats(q) for name, q in splits.items()}},
+        "balance": balance_audit(train, context["config"].balance, context["balance"]),
         "drops": drops, "split": context["split"], "shortfall": shortfall(context["split"], config, train, drops, context["available"]),
         "questions": {"train": len(train), "test": len(test), "train_requested": config.train_questions,
                       "train_available_cells": int(sum(context["available"].values())),
@@ -655,7 +688,7 @@ def _build(registry: Registry, config: QuestionConfig, tokenizer, truth: dict | 
     clock("mutual information")
     drops = Counter()
     make = longitudinal_drafts if d.time_column else cross_sectional_drafts
-    drafts, targets, ineligible, available = make(registry, is_test, flt, config, drops, clock)
+    drafts, targets, ineligible, available, balance = make(registry, is_test, flt, config, drops, clock)
     block_prefix = f"[{d[d.time_column].display_name}: " if d.time_column else None
     train, test, tokens = finish(drafts, config, tokenizer, drops, block_prefix)
     clock("prompts and tokens")
@@ -664,7 +697,7 @@ def _build(registry: Registry, config: QuestionConfig, tokenizer, truth: dict | 
     split["units_in_both_question_tables"] = len({unit_of[r] for r in set(train["record_id"])} & {unit_of[r] for r in set(test["record_id"])})
     context = {"targets": targets, "ineligible": ineligible, "filter": flt, "drops": drops, "tokens": tokens, "split": split,
                "available": available, "config": config, "excluded": {dr.target_id: dr.excluded for dr in drafts},
-               "dictionary": d, "truth": truth, "screening": screening}
+               "dictionary": d, "truth": truth, "screening": screening, "balance": balance}
     audit = audit_questions(train, test, context)
     clock("audit")
     return QuestionSet(contract_table(train, config), contract_table(test, config), audit, config, clock.timings, clock.cpu, flt, is_test)
@@ -682,7 +715,7 @@ def select_by_headroom(registry: Registry, config: QuestionConfig, tokenizer, tr
 def build_question_set(registry: Registry, config: QuestionConfig = QuestionConfig(), tokenizer=None,
                        truth: dict | None = None) -> QuestionSet:
     "Build, screen and audit a question set; `targets: headroom` first builds every target to choose those with headroom."
-    config.check()
+    config = config.check()
     tokenizer = resolve_tokenizer(config.tokenizer) if tokenizer is None else resolve_tokenizer(tokenizer)
     if config.targets != HEADROOM: return _build(registry, config, tokenizer, truth)
     kept, selection = select_by_headroom(registry, config, tokenizer, truth)
@@ -704,60 +737,40 @@ def write_question_set(qs: QuestionSet, out, registry_folder=None) -> Path:
     return out
 
 # %% ../nbs/04_questions.ipynb #3b544b63
-def _optional_float(text: str):
-    return None if str(text).lower() == "none" else float(text)
+@dataclass
+class QuestionsCommand:
+    "Build train/test question sets the options cannot answer, screened and audited: train.parquet, test.parquet, audit.json, manifest.json."
+    registry: str  # registry folder: registry.parquet and dictionary.yaml (truth.json is checked when present)
+    out: str  # folder for train.parquet, test.parquet, audit.json and manifest.json
+    params: str | None = None  # params file whose questions: section gives the defaults (the options override them)
 
-def _bin_edges(items: list) -> dict:
-    "KEY=E1,E2,... arguments as {key: [edges]}."
-    edges = {}
-    for item in items or []:
-        key, _, values = item.partition("=")
-        try: edges[key.strip()] = [float(v) for v in values.split(",") if v.strip()]
-        except ValueError: raise CreasonError(f"--bin-edges {item!r}: expected KEY=NUMBER,NUMBER,...") from None
-        if not key.strip() or not edges[key.strip()]: raise CreasonError(f"--bin-edges {item!r}: expected KEY=NUMBER,NUMBER,...")
-    return edges
+OPTIONAL_SETTINGS = tuple(f.name for f in dataclasses.fields(QuestionConfig) if "None" in str(f.type))
 
-def add_config_arguments(parser) -> None:
-    "Arguments for every `QuestionConfig` field (defaults from the dataclass)."
-    d, arg = QuestionConfig(), parser.add_argument
-    arg("--task", choices=TASKS, default=d.task, help="denoise: masked features; predict: outcomes and future measurements")
-    arg("--test-patients", type=int, default=d.test_patients, help="held-out patients (at most half); all their eligible targets are test questions")
-    arg("--train-questions", type=int, default=d.train_questions, help="training questions from the other patients")
-    arg("--seed", type=int, default=d.seed, help="run seed: split, sampling and every question's options")
-    arg("--sampling", choices=SAMPLING, default=d.sampling, help="features: each target equally often; values: each recorded value equally often")
-    arg("--max-options", type=int, default=d.max_options, help="options per question")
-    arg("--bands-per-option", type=int, default=d.bands_per_option, help="numeric options: equal-mass bands per option")
-    arg("--mi-threshold", type=float, default=d.mi_threshold, help="nats: exclude shown features with more MI with the target")
-    arg("--mi-fraction", type=_optional_float, default=d.mi_fraction, help="also exclude at this fraction of H(target); 'none': threshold only")
-    arg("--mi-rows", type=lambda x: None if str(x).lower() == "none" else int(x), default=d.mi_rows,
-        help="MI on at most this many training rows (fixed subsample); 'none': all")
-    arg("--targets", default="", help="comma-separated target keys, or 'headroom' (default: every eligible one)")
-    arg("--min-headroom", type=float, default=d.min_headroom, help="with --targets headroom: least held-out headroom of a kept target")
-    arg("--near-deterministic", type=float, default=d.near_deterministic, help="classical accuracy at which a target counts as computed from the record")
-    arg("--predictable", choices=DROP_OR_KEEP, default=d.predictable, help="drop or keep a near-deterministic target")
-    arg("--attack", choices=DROP_OR_KEEP, default=d.attack, help="drop or keep a target the option-only attackers answer")
-    arg("--headroom-rows", type=int, default=d.headroom_rows, help="training records per target for the headroom model")
-    arg("--no-prefill", action="store_true", help="no 'Let's think step by step.' assistant pre-fill (reasoning models)")
-    arg("--tokenizer", default=d.tokenizer, help="model name or folder whose tokenizer counts prompt tokens; 'none' to skip")
-    arg("--max-prompt-tokens", type=int, default=d.max_prompt_tokens, help="token budget per prompt, chat template included")
-    arg("--over-budget", choices=OVER_BUDGET, default=d.over_budget, help="drop over-budget questions, or shorten them by whole sections first")
-    arg("--outcome-bins", type=int, default=d.outcome_bins, help="equal-frequency bins of a numeric outcome target")
-    arg("--bin-edges", action="append", metavar="KEY=E1,E2,...", help="explicit bin edges of a numeric outcome (repeatable)")
-    arg("--landmark-hours", type=float, default=d.landmark_hours, help="longitudinal: show blocks ending by this time")
-    arg("--horizon-hours", type=float, default=d.horizon_hours, help="longitudinal: measurement targets this long after the last shown block")
-    arg("--block-hours", type=float, default=d.block_hours, help="longitudinal: block length (shown blocks end by the landmark; the target block starts within one block of the horizon)")
-    arg("--group-by", default=None, help="column keeping a patient's records in one split (default: detected)")
+def _earlier_spellings(argv) -> list:
+    "`argv` with the spellings of earlier versions in the generated options' form: `--bin-edges KEY=E1,E2` (repeatable), `none`."
+    out, edges = [], []
+    optional = {"--" + name.replace("_", "-") for name in OPTIONAL_SETTINGS}
+    for i, a in enumerate(argv):
+        before = argv[i - 1] if i else None
+        if before == "--bin-edges" and "=" in a:
+            key, _, values = a.partition("=")
+            edges += [key.strip()] + [v.strip() for v in values.split(",")]
+            out.pop()
+        elif before in optional and a.lower() == "none": out.append("None")
+        else: out.append(a)
+    return out + (["--bin-edges", *edges] if edges else [])
 
-def config_from_args(args) -> QuestionConfig:
-    "The `QuestionConfig` of parsed arguments."
-    tokenizer = None if str(args.tokenizer).lower() == "none" else args.tokenizer
-    targets = HEADROOM if args.targets.strip() == HEADROOM else tuple(t.strip() for t in args.targets.split(",") if t.strip())
-    same = ("task", "test_patients", "train_questions", "seed", "sampling", "max_options", "bands_per_option", "mi_threshold", "mi_fraction",
-            "mi_rows", "min_headroom", "near_deterministic", "predictable", "attack", "headroom_rows", "max_prompt_tokens", "over_budget",
-            "outcome_bins", "landmark_hours", "horizon_hours", "block_hours", "group_by")
-    return QuestionConfig(**{k: getattr(args, k) for k in same}, targets=targets, prefill=not args.no_prefill, tokenizer=tokenizer,
-                          bin_edges=_bin_edges(args.bin_edges)).check()
+def main_questions(argv) -> None:
+    "`creason questions`: options generated from `QuestionConfig` (defaults from `--params`); build, write, and print the summary line."
+    from creason.spec import parse_command
+    command, config, _ = parse_command(_earlier_spellings(argv), QuestionsCommand, "questions", prog="creason questions")
+    registry = open_registry(command.registry)
+    truth_file = Path(command.registry) / "truth.json"
+    qs = build_question_set(registry, config, truth=read_json(truth_file) if truth_file.is_file() else None)
+    write_question_set(qs, command.out, command.registry)
+    print(f"{command.out}: {summary_line(qs)}")
 
+# %% ../nbs/04_questions.ipynb #d05264b2
 def _dropped_text(dropped: dict) -> str:
     "Dropped targets with a short reason each."
     short = {DROPPED_NEAR_DETERMINISTIC: "near-deterministic", DROPPED_ATTACK: "answerable from the options"}
@@ -773,18 +786,6 @@ def summary_line(qs: QuestionSet) -> str:
     return (f"{len(qs.train)} training and {len(qs.test)} test questions ({qs.config.task}) from {a['split']['test_units']} test patients"
             + (f" (only {'; '.join(said)}: see shortfall in audit.json)" if said else "")
             + f", {qs.test['target'].nunique()} targets ({len(a['targets']['ineligible'])} ineligible, {len(dropped)} dropped"
-            + (f": {_dropped_text(dropped)}" if dropped else "") + f"), {drops} questions dropped; {attack_line(a['attack'])}")
-
-def cli_questions(parser):
-    "Arguments of `creason questions`."
-    parser.add_argument("--registry", required=True, help="registry folder: registry.parquet and dictionary.yaml (truth.json is checked when present)")
-    parser.add_argument("--out", required=True, help="folder for train.parquet, test.parquet, audit.json and manifest.json")
-    add_config_arguments(parser)
-    def run(args):
-        config = config_from_args(args)
-        registry = open_registry(args.registry)
-        truth_file = Path(args.registry) / "truth.json"
-        qs = build_question_set(registry, config, truth=read_json(truth_file) if truth_file.is_file() else None)
-        write_question_set(qs, args.out, args.registry)
-        print(f"{args.out}: {summary_line(qs)}")
-    return run
+            + (f": {_dropped_text(dropped)}" if dropped else "") + f"), {drops} questions dropped"
+            + (f"; gold-balanced training questions ({len(a['balance']['not_balanced'])} targets with a class too rare to balance)"
+               if a["balance"]["mode"] == "gold" else "") + f"; {attack_line(a['attack'])}")

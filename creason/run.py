@@ -301,7 +301,8 @@ def write_base_vs_trained(reports_root, run_data_root, min_count: int = 10) -> P
     table.insert(1, "setting", [settings[name] for name in table["run"]])
     save_table(table, Path(reports_root) / "tables", "base_vs_trained", min_count=min_count,
                caption="Denoising accuracy of the base and the trained model, per run: in-domain when the run trained the model "
-                       "on its own registry, generalization when it evaluates the model another run trained.")
+                       "on its own registry, generalization when it evaluates the model another run trained; beside them the "
+                       "population prior on the same questions and the trained model's skill above it.")
     return Path(reports_root) / "tables" / "base_vs_trained.md"
 
 def cli_run(parser):

@@ -43,7 +43,8 @@ def test_run_folder(tiny_run, question_set):
     assert set(p["method"]) <= {"boxed", "logprob"}
     m = json.loads((tiny_run / "metrics.json").read_text())
     for key in ("accuracy", "macro_accuracy", "ci_low", "ci_high", "parse_failure_rate", "fallback_rate", "truncation_rate",
-                "per_target", "per_section", "binary", "multiclass", "bootstrap", "questions_file", "model_id", "run_name"):
+                "per_target", "per_section", "per_task", "binary", "multiclass", "bootstrap", "questions_file", "model_id", "run_name",
+                "prior_accuracy", "skill_above_prior", "balanced_accuracy", "letters", "chosen_values"):
         assert key in m, key
     assert m["ci_low"] <= m["accuracy"] <= m["ci_high"]
     assert m["accuracy"] == pytest.approx(p["correct"].mean(), abs=1e-4)
@@ -96,6 +97,11 @@ def test_baselines_on_the_same_questions(tiny_run, question_set):
     assert baseline_ids == set(pd.read_parquet(tiny_run / "predictions.parquet")["question_id"])
     llm = json.loads((tiny_run / "metrics.json").read_text())
     assert m["chance"]["accuracy"] == pytest.approx(llm["chance"], abs=1e-4)  # the same questions, the same option counts
+    # the evaluation's own population prior is the baselines stage's prior on the same questions, and skill is the gap to it
+    assert llm["prior_accuracy"] == pytest.approx(m["prior"]["accuracy"], abs=1e-4)
+    assert llm["skill_above_prior"] == pytest.approx(llm["accuracy"] - llm["prior_accuracy"], abs=2e-4)
+    assert llm["skill_ci_low"] <= llm["skill_above_prior"] <= llm["skill_ci_high"]
+    assert sum(llm["letters"]["chosen"].values()) == sum(llm["letters"]["gold"].values()) == 42
     assert m["classical"]["accuracy"] > m["chance"]["accuracy"]
     assert len(m["classical"]["models"]) == 7
     assert set(pd.read_csv(out / "per_target.csv").columns) >= {"target", "chance", "majority", "prior", "classical", "suppressed"}
@@ -164,3 +170,14 @@ def test_params_file_gives_the_defaults(question_set, tmp_path):
     params.write_text("registry: {synthetic: {}}\nmodel: tiny\nevaluate: {batch_size: 0}\n")
     r = run_cli("evaluate", "--params", params, "--questions", question_set / "questions", "--out", tmp_path / "bad")
     assert r.returncode == 2 and f"{params}: evaluate.batch_size must be at least 1, got 0" in r.stderr, r.stderr
+
+
+def test_gold_balanced_view_is_deterministic_and_balanced(question_set):
+    from creason.evaluate import read_questions, select_questions
+    questions = read_questions(question_set / "questions")
+    view = select_questions(questions, None, 0, "gold")
+    assert 0 < len(view) < len(questions) and view.equals(select_questions(questions, None, 0, "gold"))
+    coded = view[view["target_type"].isin(["binary", "categorical"])]
+    for target, gold in coded.groupby("target")["gold_value"]:
+        assert gold.value_counts().nunique() == 1, target  # every kept class is the gold equally often
+    assert select_questions(questions, None, 0, "none").equals(questions.reset_index(drop=True))

@@ -199,7 +199,9 @@ def test_token_counts_and_budget(cli, synthetic, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("--registry", "{tmp}/nowhere", "--out", "{tmp}/o"), "registry.parquet: not found"),
-    (("--registry", "{syn}", "--out", "{tmp}/o", "--task", "classify"), "invalid choice"),
+    (("--registry", "{syn}", "--out", "{tmp}/o", "--task", "classify"), "--task must be one of denoise, predict"),
+    (("--registry", "{syn}", "--out", "{tmp}/o", "--balance", "labels"), "--balance must be one of none, gold"),
+    (("--registry", "{syn}", "--out", "{tmp}/o", "--test-patient", "3"), "--test-patients"),
     (("--registry", "{syn}", "--out", "{tmp}/o", "--test-patients", "0"), "--test-patients must be at least 1"),
     (("--registry", "{syn}", "--out", "{tmp}/o", "--targets", "lactate,nonsense"), "--targets ['nonsense']"),
     (("--registry", "{syn}", "--out", "{tmp}/o", "--task", "predict", "--bin-edges", "hospital_los=a,b"), "--bin-edges"),
@@ -210,6 +212,40 @@ def test_bad_input_exits_2(cli, synthetic, tmp_path, args, message):
     r = cli("questions", *[a.format(tmp=tmp_path, syn=synthetic) for a in args])
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gold_balance_from_params_with_earlier_spellings(cli, synthetic, tmp_path):
+    "A params file's questions: section gives the defaults; options override it; `--targets a,b` and `--bin-edges K=E,E` still read."
+    params = tmp_path / "p.yaml"
+    params.write_text("registry: {synthetic: {patients: 300}}\nmodel: tiny\nquestions: {balance: gold, train_questions: 400, test_patients: 50}\n")
+    out = build(cli, synthetic, tmp_path / "q", "--params", params, "--targets", "dementia,sofa_cns,resistance", "--seed", 2, *FAST)
+    train, test, audit = read(out)
+    assert len(train) == 400 and sorted(test["target"].unique()) == ["dementia", "resistance", "sofa_cns"]
+    manifest = json.loads((out / "manifest.json").read_text())["params"]
+    assert manifest["balance"] == "gold" and manifest["test_patients"] == 50 and manifest["seed"] == 2
+    balance = audit["balance"]
+    for target in ("dementia", "sofa_cns", "resistance"):  # by the data, one class is half of each or more
+        entry = balance["by_target"][target]
+        counts, short = entry["realized"], entry["too_few"]  # a class with fewer training patients than its share gives all it has
+        balanced = [n for c, n in counts.items() if c not in short]
+        assert max(balanced) <= 1.3 * min(balanced) + 3 and all(counts[c] <= n for c, n in short.items()), (target, entry)
+        population = test.loc[test["target"] == target, "gold_value"].value_counts(normalize=True).iloc[0]
+        assert max(counts.values()) / sum(counts.values()) < population - 0.15, (target, counts, population)  # the commonest class is no longer most of it
+    binned = build(cli, synthetic, tmp_path / "b", "--task", "predict", "--targets", "hospital_los", "--bin-edges", "hospital_los=7,14,28",
+                   "--test-patients", 50, "--train-questions", 50, "--mi-fraction", "none", *FAST)
+    assert read(binned)[2]["targets"]["eligible"]["hospital_los"]["bin_edges"] == [7.0, 14.0, 28.0]
+
+
+def test_gold_balanced_view_of_a_test_table(denoise):
+    from collections import Counter
+    from creason.balance import gold_balanced, question_classes
+    _, test, _ = read(denoise[0])
+    view = gold_balanced(test, seed=1)
+    assert view.equals(gold_balanced(test.sample(frac=1, random_state=0), seed=1).set_index("question_id").loc[view["question_id"]].reset_index()[view.columns])
+    for target, rows in view.groupby("target"):
+        counts = Counter(question_classes(rows))
+        assert len(set(counts.values())) == 1, (target, counts)  # every kept class equally often
+    assert view["target"].nunique() == test["target"].nunique()
 
 
 def test_denoise_on_longitudinal_registry_is_refused(cli, tmp_path):

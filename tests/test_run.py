@@ -33,10 +33,15 @@ def test_smoke_run_writes_every_stage_and_the_report(smoke):
         for folder in ("eval_base", "eval_trained", "baseline"):
             assert (data / folder / task / "metrics.json").is_file(), (folder, task)
     tables = {p.name for p in (run / "tables").iterdir()}
-    for stem in ("denoising", "prediction"):
+    for stem in ("denoising", "prediction", "choices_predict", "attacks_denoise", "headroom_by_section_denoise", "headroom_by_target_denoise"):
         assert {f"{stem}.csv", f"{stem}.md", f"{stem}.tex"} <= tables, stem
+    assert "prior" in (run / "tables" / "denoising.csv").read_text().split("\n", 1)[0].split(",")  # the prior beside every accuracy
+    summary = json.loads((run / "summary.json").read_text())
+    assert {"denoise: population prior", "denoise: letters chosen", "denoise: trained skill above prior"} <= set(summary["headline"])
+    assert [v["text"].split(":")[0] for v in summary["verdicts"]] == ["denoise", "predict"]  # one sentence per task
     figures = json.loads((run / "figures" / "captions.json").read_text())
-    assert {"training_curves.png", "per_feature_accuracy.png", "calibration_denoise_base.png"} <= set(figures)
+    assert {"training_curves.png", "per_feature_accuracy.png", "calibration_denoise_base.png", "letters_denoise.png",
+            "attacks_denoise.png"} <= set(figures)
     assert set(figures) == {p.name for p in (run / "figures").glob("*.png")}  # every figure has a caption
     index = (reports / "index.html").read_text()
     assert "smoke" in index and "http://" not in index and "https://" not in index
