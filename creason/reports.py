@@ -419,7 +419,7 @@ def learning_verdict(comparison: dict, run_name: str, learning_run: str = LEARNI
     "{'text': one plain sentence on what the paired comparison shows, 'learned': bool, 'link': the learning run's folder or None}."
     text, learned = _learned(comparison)
     link = None if learned or run_name == learning_run else learning_run
-    if link: text += f" The CPU learning run, sized to show learning, is reported in reports/{learning_run}/."
+    if link: text += f" The CPU learning run, this project's test of learning on gold-balanced questions, is reported in reports/{learning_run}/."
     return {"text": text, "learned": learned, "link": link}
 
 # %% ../nbs/11_reports.ipynb #81ac245f

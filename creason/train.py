@@ -1,4 +1,4 @@
-"""TRL's GRPOTrainer with every knob set from params, a CPU profile that visibly learns, Unsloth behind a thin seam, multi-process launch, resumable runs with readable logs, and a verl export.
+"""TRL's GRPOTrainer with every knob set from params, a CPU profile and a measured search for a CPU run that learns the patient, Unsloth behind a thin seam, multi-process launch, resumable runs with readable logs, and a verl export.
 
 Docs: https://creason.github.io/creason/train.html.md"""
 
