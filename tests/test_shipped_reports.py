@@ -92,6 +92,9 @@ def test_index_opens_in_headless_chromium(tmp_path):
     try:
         driver.get((ROOT_DIR / "index.html").as_uri())
         driver.execute_async_script("const done = arguments[0]; if (document.readyState === 'complete') done(); else addEventListener('load', () => done())")
+        # the page loads figures lazily, as a reader scrolls: load every one now, then judge them all
+        driver.execute_async_script("const done = arguments[0]; const images = [...document.images]; images.forEach(i => i.loading = 'eager');"
+                                    " Promise.all(images.map(i => i.decode().catch(() => null))).then(() => done())")
         listed = driver.execute_script("return [...document.querySelectorAll('section.run[id^=run-]')].map(s => s.id.slice(4))")
         broken = driver.execute_script("return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
         requested = [json.loads(e["message"])["message"]["params"].get("request", {}).get("url", "")
